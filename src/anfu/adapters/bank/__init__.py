@@ -1,0 +1,4 @@
+from anfu.adapters.bank.base import BankAdapter, BankDeclined, BankReply, BankUnavailable
+from anfu.adapters.bank.sandbox import SandboxBank
+
+__all__ = ["BankAdapter", "BankDeclined", "BankReply", "BankUnavailable", "SandboxBank"]

@@ -1,0 +1,1 @@
+"""One FastAPI app per security zone: mobile (customers), merchant (signed API), admin."""

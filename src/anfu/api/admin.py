@@ -1,0 +1,93 @@
+"""The admin zone: operators. Loopback-only by default; with ``ANFU_ADMIN_TOKEN`` set, every
+call but /healthz needs ``Authorization: Bearer <token>``."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header
+from starlette.responses import Response
+
+from anfu.api import problems
+from anfu.api.common import MetricsMiddleware, add_health, json_response
+from anfu.api.schemas import NewKey, NewMerchant
+from anfu.bootstrap import Platform
+from anfu.db.ledger_store import check_invariants
+from anfu.db.merchant_store import SqlMerchantStore
+from anfu.errors import AuthenticationFailed, NotFound
+from anfu.merchants import service as merchants
+
+
+def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
+    app = FastAPI(title="anfu admin zone", version="1", docs_url="/docs", redoc_url=None,
+                  summary="Operators: merchants, keys, ledger checks, metrics")
+    problems.install(app, "admin", lambda z, c: platform.metrics.security.labels(z, c).inc())
+    app.add_middleware(MetricsMiddleware, platform=platform, zone="admin")
+    add_health(app, "admin")
+
+    def operator(authorization: Annotated[str | None, Header()] = None) -> None:
+        if admin_token is None:
+            return
+        given = (authorization or "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), admin_token.encode()):
+            raise AuthenticationFailed("operator token missing or wrong",
+                                       code="operator_token_invalid")
+
+    router = APIRouter(prefix="/v1", dependencies=[Depends(operator)])
+
+    @app.get("/metrics", summary="Prometheus metrics", dependencies=[Depends(operator)])
+    async def metrics() -> Response:
+        return Response(platform.metrics.render(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @router.post("/merchants", status_code=201, summary="Register a merchant and its first key")
+    async def create_merchant(body: NewMerchant) -> Response:
+        fee = platform.settings.default_fee_bps if body.fee_bps is None else body.fee_bps
+        merchant, key = await platform.write(lambda uow: merchants.create_merchant(
+            SqlMerchantStore(uow.conn), name=body.name, alg=body.alg,
+            public_key_pem=body.public_key_pem, notify_url=body.notify_url, fee_bps=fee,
+            now=uow.now))
+        return json_response({**merchant.public(), "key_id": key.key_id, "alg": key.alg}, 201)
+
+    @router.get("/merchants", summary="All merchants")
+    async def list_merchants() -> Response:
+        rows = platform.read(lambda c: SqlMerchantStore(c).list_merchants())
+        return json_response({"merchants": [m.public() for m in rows]})
+
+    @router.get("/merchants/{merchant_id}", summary="A merchant and its keys")
+    async def get_merchant(merchant_id: str) -> Response:
+        def read(conn: object) -> Response:
+            store = SqlMerchantStore(conn)  # type: ignore[arg-type]
+            merchant = store.merchant(merchant_id)
+            if merchant is None:
+                raise NotFound(f"no merchant {merchant_id}", code="merchant_not_found")
+            return json_response({**merchant.public(),
+                                  "keys": [k.public() for k in store.keys_of(merchant_id)]})
+
+        return platform.read(read)
+
+    @router.post("/merchants/{merchant_id}/keys", status_code=201, summary="Add a key")
+    async def add_key(merchant_id: str, body: NewKey) -> Response:
+        key = await platform.write(lambda uow: merchants.add_key(
+            SqlMerchantStore(uow.conn), merchant_id=merchant_id, alg=body.alg,
+            public_key_pem=body.public_key_pem, now=uow.now))
+        return json_response(key.public(), 201)
+
+    @router.post("/merchants/{merchant_id}/keys/{key_id}/revoke",
+                 summary="Revoke a key (effective at once)")
+    async def revoke_key(merchant_id: str, key_id: str) -> Response:
+        key = await platform.write(lambda uow: merchants.revoke_key(
+            SqlMerchantStore(uow.conn), merchant_id=merchant_id, key_id=key_id, now=uow.now,
+            cache=platform.key_cache))
+        return json_response(key.public())
+
+    @router.get("/ledger/check", summary="Check the ledger's invariants now")
+    async def ledger_check() -> Response:
+        report = platform.read(check_invariants)
+        return json_response({"ok": report.ok, "violations": report.violations,
+                              "accounts": report.accounts, "transfers": report.transfers},
+                             200 if report.ok else 500)
+
+    app.include_router(router)
+    return app

@@ -1,0 +1,86 @@
+"""RFC 9457 problem details: every error leaves the platform as
+``application/problem+json`` with a stable ``code``, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from anfu import errors
+
+log = logging.getLogger("anfu.api")
+
+STATUS: list[tuple[type[errors.AnfuError], int]] = [
+    (errors.InvalidRequest, 400),
+    (errors.AuthenticationFailed, 401),
+    (errors.InsufficientFunds, 402),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.InvalidState, 409),
+    (errors.UpstreamFailed, 502),
+    (errors.Unavailable, 503),
+]
+
+
+def status_of(exc: errors.AnfuError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def problem(status: int, code: str, title: str, detail: str,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body = {"type": f"https://anfu.dev/problems/{code}", "title": title, "status": status,
+            "detail": detail, "code": code, **extra}
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/problem+json")
+
+
+def problem_of(exc: errors.AnfuError) -> Response:
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": "ANFU-SIG-V1, Bearer"} if status == 401 else None
+    return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+
+
+def install(app: FastAPI, zone: str, on_security_failure: Any = None) -> None:
+    async def anfu_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.AnfuError)
+        if isinstance(exc, errors.AuthenticationFailed):
+            log.warning("refused: %s", exc.detail,
+                        extra={"zone": zone, "code": exc.code, "path": request.url.path})
+            if on_security_failure is not None:
+                on_security_failure(zone, exc.code)
+        return problem_of(exc)
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""),
+                     "type": e.get("type", "")} for e in exc.errors()]
+        first = problems[0] if problems else {"loc": [], "msg": "invalid"}
+        where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
+        return problem(422, "validation_failed", "The request body or parameters are invalid",
+                       f"{where}: {first['msg']}", errors=problems)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "route_not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, f"http_{exc.status_code}")
+        return problem(exc.status_code, code, "Request failed", str(exc.detail))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path, extra={"zone": zone})
+        return problem(500, "internal_error", "Internal error",
+                       "the platform failed to handle this request; it was logged")
+
+    app.add_exception_handler(errors.AnfuError, anfu_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

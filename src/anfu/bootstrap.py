@@ -1,0 +1,94 @@
+"""The one wiring point: builds every service of the platform from Settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from anfu import crypto
+from anfu.adapters.bank import BankAdapter, SandboxBank
+from anfu.config import Settings
+from anfu.crypto.passwords import PasswordHasher
+from anfu.crypto.tokens import TokenSigner
+from anfu.db.engine import make_engine
+from anfu.db.ledger_store import AccountIdCache
+from anfu.db.uow import SqlUnitOfWork
+from anfu.db.writer import Writer
+from anfu.keys import PlatformKeys, dev_secrets
+from anfu.observability import Metrics
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    read_engine: Engine
+    writer: Writer
+    account_ids: AccountIdCache
+    keys: PlatformKeys
+    tokens: TokenSigner
+    passwords: PasswordHasher
+    hash_pool: ThreadPoolExecutor
+    bank: BankAdapter
+    key_cache: crypto.PublicKeyCache
+    metrics: Metrics
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def uow(self, conn: Connection) -> SqlUnitOfWork:
+        return SqlUnitOfWork(conn, self.clock(), self.account_ids,
+                             self.settings.idempotency_ttl_s)
+
+    async def write(self, job: Callable[[SqlUnitOfWork], T]) -> T:
+        return await self.writer.call(lambda conn: job(self.uow(conn)))
+
+    def write_sync(self, job: Callable[[SqlUnitOfWork], T]) -> T:
+        return self.writer.run(lambda conn: job(self.uow(conn)))
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        with self.read_engine.connect() as conn:
+            return fn(conn)
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.hash_pool.shutdown(wait=False)
+        self.engine.dispose()
+        self.read_engine.dispose()
+
+
+def build(settings: Settings, *, clock: Clock = time.time,
+          bank: BankAdapter | None = None) -> Platform:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    token_secret, passphrase = dev_secrets(settings)
+    url = settings.resolved_database_url
+    engine = make_engine(url, writer=True)
+    read_engine = make_engine(url)
+    metrics = Metrics()
+    account_ids = AccountIdCache()
+
+    def batch_failed() -> None:
+        account_ids.clear()
+
+    writer = Writer(engine, max_batch=settings.group_commit_max,
+                    wait_ms=settings.group_commit_wait_ms, on_batch=metrics.observe_batch,
+                    on_failure=batch_failed)
+    writer.start()
+    return Platform(
+        settings=settings, clock=clock, engine=engine, read_engine=read_engine, writer=writer,
+        account_ids=account_ids, keys=PlatformKeys(settings.home / "keys", passphrase),
+        tokens=TokenSigner(token_secret, clock),
+        passwords=PasswordHasher(time_cost=settings.argon2_time_cost,
+                                 memory_kib=settings.argon2_memory_kib,
+                                 parallelism=settings.argon2_parallelism),
+        hash_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="anfu-argon2"),
+        bank=bank or SandboxBank(latency_ms=settings.bank_latency_ms,
+                                 failure_rate=settings.bank_failure_rate),
+        key_cache=crypto.PublicKeyCache(), metrics=metrics)

@@ -1,0 +1,3 @@
+from anfu.cli.main import app
+
+app(prog_name="anfu")

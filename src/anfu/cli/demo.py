@@ -1,0 +1,108 @@
+"""The demo merchant and customer (seeded by ``anfu run``) and ``anfu demo``, which drives a
+complete escrow trade through the real listeners with the SDK."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+import typer
+
+from anfu import crypto
+from anfu.bootstrap import Platform
+from anfu.config import Settings
+from anfu.db.merchant_store import SqlMerchantStore
+from anfu.db.uow import new_id
+from anfu.db.user_store import SqlUserStore
+from anfu.identity import service as identity
+from anfu.ledger import service as ledger
+from anfu.ledger.model import AccountRef
+from anfu.merchants import service as merchants
+
+DEMO_PHONE = "13800138000"
+DEMO_FUNDS = 100_000  # 1,000.00 CNY
+
+
+def seed(platform: Platform) -> dict[str, Any]:
+    folder = platform.settings.home / "demo"
+    path = folder / "credentials.json"
+    if path.exists():
+        creds: dict[str, Any] = json.loads(path.read_text())
+        if platform.read(lambda c: SqlMerchantStore(c).merchant(creds["merchant_id"])):
+            _print(creds, path)
+            return creds
+    folder.mkdir(parents=True, exist_ok=True)
+    key = crypto.generate_private_key("ed25519")
+    password = secrets.token_urlsafe(12)
+    password_hash = platform.passwords.hash(password)
+
+    def job(uow: Any) -> dict[str, Any]:
+        merchant, mkey = merchants.create_merchant(
+            SqlMerchantStore(uow.conn), name="Demo Shop", alg="ed25519",
+            public_key_pem=key.public_key().public_pem(), notify_url=None,
+            fee_bps=platform.settings.default_fee_bps, now=uow.now)
+        users = SqlUserStore(uow.conn)
+        user = users.user_by_phone(DEMO_PHONE) or identity.create_user(
+            users, user_id=new_id("u"), phone=DEMO_PHONE, password_hash=password_hash,
+            now=uow.now)
+        if user.password_hash != password_hash:
+            users.set_password_hash(user.user_id, password_hash)
+        ledger.transfer(uow.ledger, transfer_id=f"demo-funding:{user.user_id}:{uow.now}",
+                        debit=AccountRef.clearing("sandbox", "CNY"),
+                        credit=AccountRef.wallet(user.user_id, "CNY"), amount=DEMO_FUNDS,
+                        now=uow.now, description="demo funding (sandbox bank)")
+        return {"merchant_id": merchant.merchant_id, "key_id": mkey.key_id, "alg": "ed25519",
+                "private_key_pem": key.private_pem(None), "customer_phone": DEMO_PHONE,
+                "customer_password": password, "customer_user_id": user.user_id}
+
+    creds = platform.write_sync(job)
+    path.write_text(json.dumps(creds, indent=2))
+    path.chmod(0o600)
+    _print(creds, path)
+    return creds
+
+
+def _print(creds: dict[str, Any], path: Any) -> None:
+    typer.echo(f"demo merchant: {creds['merchant_id']} key {creds['key_id']} (ed25519;"
+               f" private key in {path})")
+    typer.echo(f"demo customer: phone {creds['customer_phone']} password"
+               f" {creds['customer_password']}")
+
+
+def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
+    from anfu.sdk import MerchantClient, WalletClient
+
+    path = settings.home / "demo" / "credentials.json"
+    if not path.exists():
+        typer.echo(f"no demo credentials at {path}: start the platform with `anfu run`"
+                   " first", err=True)
+        raise typer.Exit(1)
+    creds = json.loads(path.read_text())
+    shop = MerchantClient(merchant_url, creds["merchant_id"], creds["key_id"], creds["alg"],
+                          creds["private_key_pem"])
+    buyer = WalletClient(mobile_url)
+
+    def step(title: str, payload: Any) -> None:
+        typer.echo(f"\n== {title}")
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+    out_trade_no = f"demo-{int(time.time())}-{secrets.token_hex(3)}"
+    trade = shop.create_trade(out_trade_no=out_trade_no, amount=2300, currency="CNY",
+                              subject="BEST TRANSPORT: one parcel", mode="escrow")
+    step("1. merchant creates an escrow trade (signed request, signed response verified)",
+         {k: trade[k] for k in ("trade_no", "out_trade_no", "amount", "currency", "status")})
+    buyer.login(creds["customer_phone"], creds["customer_password"])
+    step("2. customer logs in; wallet before paying", buyer.wallet())
+    paid = buyer.pay(trade["trade_no"])
+    step("3. customer pays: money held in escrow", {"status": paid["status"]})
+    shipped = shop.ship(trade["trade_no"])
+    step("4. merchant ships", {"status": shipped["status"]})
+    done = buyer.confirm(trade["trade_no"])
+    step("5. customer confirms receipt: escrow settles to the merchant minus the fee",
+         {k: done[k] for k in ("status", "settled_amount", "fee_amount")})
+    step("6. merchant balance", shop.balance())
+    step("7. customer wallet after", buyer.wallet())
+    events = shop.events(trade_no=trade["trade_no"])
+    step("8. events written for this trade", [e["type"] for e in events["events"]])

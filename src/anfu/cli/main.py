@@ -1,0 +1,199 @@
+"""``anfu``: run the platform, migrate its database, manage merchants, drive a demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from anfu.config import Settings
+
+app = typer.Typer(help="anfu (安付): a self-hostable mobile payment platform.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+merchants_app = typer.Typer(help="Register merchants and manage their signing keys.",
+                            no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(merchants_app, name="merchants")
+
+ALGS = "ed25519 | ecdsa-p256-sha256 | rsa-sha256 | sm2-sm3"
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _platform(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    from anfu.bootstrap import build
+    from anfu.db.migrate import upgrade
+
+    settings = settings or _settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    return build(settings)
+
+
+def _fail(exc: Exception) -> None:
+    from anfu.errors import AnfuError
+
+    if isinstance(exc, AnfuError):
+        typer.echo(json.dumps({"error": exc.code, "detail": exc.detail}), err=True)
+        raise typer.Exit(1) from exc
+    raise exc
+
+
+@app.command()
+def run(
+    admin_token: Annotated[str | None, typer.Option(envvar="ANFU_ADMIN_TOKEN",
+                                                    help="Bearer token for the admin zone")]
+    = None,
+    seed_demo: Annotated[bool, typer.Option(help="Create the demo merchant and customer")]
+    = True,
+) -> None:
+    """Start the mobile, merchant and admin listeners and the background worker.
+
+    On first start this creates the database and platform keys under ANFU_HOME (var/).
+    """
+    from anfu.cli.demo import seed
+    from anfu.observability import setup_logging
+    from anfu.server import serve
+
+    settings = _settings()
+    setup_logging(settings.log_level, settings.log_json)
+    platform = _platform(settings)
+    if seed_demo:
+        seed(platform)
+    for zone, addr in (("mobile", settings.mobile_addr), ("merchant", settings.merchant_addr),
+                       ("admin", settings.admin_addr)):
+        typer.echo(f"{zone:>8} zone: http://{addr}   (OpenAPI: http://{addr}/openapi.json)")
+    typer.echo(f"database: {settings.resolved_database_url}")
+    sys.stdout.flush()
+    try:
+        asyncio.run(serve(platform, admin_token=admin_token))
+    finally:
+        platform.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply schema migrations up to REVISION (default: the newest)."""
+    from anfu.db.migrate import upgrade
+
+    settings = _settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"database at {revision}: {settings.resolved_database_url}")
+
+
+@merchants_app.command("create")
+def merchants_create(
+    name: Annotated[str, typer.Option(help="Merchant's display name")],
+    alg: Annotated[str, typer.Option(help=f"Signature algorithm: {ALGS}")],
+    public_key: Annotated[Path, typer.Option(help="PEM file of the merchant's public key",
+                                             exists=True, dir_okay=False)],
+    notify_url: Annotated[str | None, typer.Option(help="Default URL for notifications")]
+    = None,
+    fee_bps: Annotated[int | None, typer.Option(help="Fee in basis points (60 = 0.6%)")]
+    = None,
+) -> None:
+    """Register a merchant with its first public key; prints merchant_id and key_id."""
+    from anfu.db.merchant_store import SqlMerchantStore
+    from anfu.merchants import service
+
+    platform = _platform()
+    fee = platform.settings.default_fee_bps if fee_bps is None else fee_bps
+    try:
+        merchant, key = platform.write_sync(lambda uow: service.create_merchant(
+            SqlMerchantStore(uow.conn), name=name, alg=alg,
+            public_key_pem=public_key.read_text(), notify_url=notify_url, fee_bps=fee,
+            now=uow.now))
+    except Exception as exc:
+        _fail(exc)
+        return
+    finally:
+        platform.close()
+    typer.echo(json.dumps({**merchant.public(), "key_id": key.key_id, "alg": key.alg},
+                          indent=2))
+
+
+@merchants_app.command("list")
+def merchants_list() -> None:
+    """List merchants and their keys as JSON."""
+    from anfu.db.merchant_store import SqlMerchantStore
+
+    platform = _platform()
+    try:
+        def read(conn: object) -> list[dict[str, object]]:
+            store = SqlMerchantStore(conn)  # type: ignore[arg-type]
+            return [{**m.public(), "keys": [k.public() for k in store.keys_of(m.merchant_id)]}
+                    for m in store.list_merchants()]
+
+        typer.echo(json.dumps(platform.read(read), indent=2))
+    finally:
+        platform.close()
+
+
+@merchants_app.command("add-key")
+def merchants_add_key(
+    merchant_id: Annotated[str, typer.Argument(help="The merchant's id")],
+    alg: Annotated[str, typer.Option(help=f"Signature algorithm: {ALGS}")],
+    public_key: Annotated[Path, typer.Option(help="PEM file of the new public key",
+                                             exists=True, dir_okay=False)],
+) -> None:
+    """Add a signing key (rotation: the old key keeps working until revoked)."""
+    from anfu.db.merchant_store import SqlMerchantStore
+    from anfu.merchants import service
+
+    platform = _platform()
+    try:
+        key = platform.write_sync(lambda uow: service.add_key(
+            SqlMerchantStore(uow.conn), merchant_id=merchant_id, alg=alg,
+            public_key_pem=public_key.read_text(), now=uow.now))
+    except Exception as exc:
+        _fail(exc)
+        return
+    finally:
+        platform.close()
+    typer.echo(json.dumps(key.public(), indent=2))
+
+
+@merchants_app.command("revoke-key")
+def merchants_revoke_key(
+    merchant_id: Annotated[str, typer.Argument(help="The merchant's id")],
+    key_id: Annotated[str, typer.Argument(help="The key to revoke")],
+) -> None:
+    """Revoke a key: requests signed with it fail at once."""
+    from anfu.db.merchant_store import SqlMerchantStore
+    from anfu.merchants import service
+
+    platform = _platform()
+    try:
+        key = platform.write_sync(lambda uow: service.revoke_key(
+            SqlMerchantStore(uow.conn), merchant_id=merchant_id, key_id=key_id, now=uow.now))
+    except Exception as exc:
+        _fail(exc)
+        return
+    finally:
+        platform.close()
+    typer.echo(json.dumps(key.public(), indent=2))
+
+
+@app.command()
+def demo(
+    mobile_url: Annotated[str, typer.Option(help="Mobile zone base URL")] = "",
+    merchant_url: Annotated[str, typer.Option(help="Merchant zone base URL")] = "",
+) -> None:
+    """Drive a complete escrow trade against a running platform, printing each step."""
+    from anfu.cli.demo import drive
+
+    settings = _settings()
+    drive(settings, mobile_url or f"http://{settings.mobile_addr}",
+          merchant_url or f"http://{settings.merchant_addr}")

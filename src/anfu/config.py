@@ -1,0 +1,89 @@
+"""The one Settings class: the only reader of the environment (``ANFU_*`` variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NOTIFY_SCHEDULE = (240, 600, 600, 3600, 7200, 21600, 54000)  # Alipay's, in seconds
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANFU_", extra="ignore")
+
+    env: str = Field("development", description="development | test | production")
+    home: Path = Field(Path("var"), description="state folder: database, keys, logs")
+    database_url: str = Field("", description="default: sqlite file anfu.db in ANFU_HOME")
+
+    mobile_addr: str = "127.0.0.1:8000"
+    merchant_addr: str = "127.0.0.1:8001"
+    admin_addr: str = "127.0.0.1:8002"
+    public_mobile_url: str = ""
+
+    default_fee_bps: int = Field(60, ge=0, le=10000, description="merchant fee, basis points")
+    pay_timeout_s: int = Field(15 * 60, gt=0)
+    confirm_timeout_s: int = Field(10 * 24 * 3600, gt=0)
+    max_pay_timeout_s: int = Field(15 * 24 * 3600, gt=0)
+    notify_schedule: str = ",".join(str(s) for s in DEFAULT_NOTIFY_SCHEDULE)
+    notify_timeout_s: float = 10.0
+    signature_window_s: int = Field(300, gt=0)
+    access_token_ttl_s: int = Field(600, gt=0, le=3600)
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, gt=0)
+    idempotency_ttl_s: int = Field(48 * 3600, ge=24 * 3600)
+    max_amount: int = Field(10**12, gt=0)
+
+    token_secret: SecretStr | None = Field(None, description="HMAC key for access tokens")
+    key_passphrase: SecretStr | None = Field(None, description="encrypts platform keys")
+
+    group_commit_max: int = Field(256, gt=0)
+    group_commit_wait_ms: float = Field(1.0, ge=0)
+    worker_poll_s: float = Field(0.5, gt=0)
+    run_worker: bool = True
+
+    bank_latency_ms: int = Field(20, ge=0, description="sandbox bank: reply latency")
+    bank_failure_rate: float = Field(0.0, ge=0, le=1, description="sandbox bank: refusals")
+
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_memory_kib: int = Field(19456, ge=1024)
+    argon2_parallelism: int = Field(1, ge=1)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("notify_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or any(not p.isdigit() for p in parts):
+            raise ValueError("ANFU_NOTIFY_SCHEDULE: comma-separated whole seconds, e.g. 240,600")
+        return value
+
+    @model_validator(mode="after")
+    def _production_guard(self) -> Settings:
+        if self.env == "production":
+            if self.token_secret is None or self.key_passphrase is None:
+                raise ValueError(
+                    "ANFU_ENV=production needs ANFU_TOKEN_SECRET and ANFU_KEY_PASSPHRASE set;"
+                    " development defaults are refused")
+            if split_addr(self.admin_addr)[0] not in ("127.0.0.1", "::1", "localhost"):
+                pass  # operators may expose admin deliberately; default stays loopback
+        return self
+
+    @property
+    def notify_delays(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.notify_schedule.split(",") if p.strip())
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'anfu.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

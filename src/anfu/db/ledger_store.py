@@ -1,0 +1,187 @@
+"""SQL implementation of the ledger's storage port, plus reads (balances, statements) and
+the invariant check used by tests and the admin zone."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, text
+
+from anfu.db.tables import accounts, entries, transfers
+from anfu.ledger.model import AccountRef, Balance, Transfer, TransferKind
+
+
+class AccountIdCache:
+    """Account ids never change once committed; this cache saves a query per account use.
+    Cleared when a write batch fails, since ids made inside it were never committed."""
+
+    def __init__(self) -> None:
+        self._ids: dict[AccountRef, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ref: AccountRef) -> int | None:
+        return self._ids.get(ref)
+
+    def put(self, ref: AccountRef, account_id: int) -> None:
+        with self._lock:
+            self._ids[ref] = account_id
+
+    def clear(self) -> None:
+        with self._lock:
+            self._ids.clear()
+
+
+_FIND_ACCOUNT = text(
+    "SELECT id FROM accounts WHERE owner_type=:ot AND owner_id=:oid AND kind=:k AND currency=:c")
+_APPLY = text(
+    "UPDATE accounts SET debits_posted = debits_posted + :dp, credits_posted = credits_posted"
+    " + :cp, debits_pending = debits_pending + :dpe, credits_pending = credits_pending + :cpe"
+    " WHERE id = :id AND (:reserve <= 0 OR NOT no_overdraft"
+    " OR credits_posted - debits_posted - debits_pending >= :reserve)")
+_BALANCE = text("SELECT credits_posted - debits_posted FROM accounts WHERE id = :id")
+_FIND_RESOLUTION = text("SELECT * FROM transfers WHERE pending_id = :pid")
+_FIND_TRANSFER = text("SELECT * FROM transfers WHERE id = :id")
+
+
+def _transfer(row: Any) -> Transfer:
+    m = row._mapping
+    return Transfer(id=m["id"], kind=TransferKind(m["kind"]),
+                    debit_account_id=m["debit_account_id"],
+                    credit_account_id=m["credit_account_id"], amount=m["amount"],
+                    currency=m["currency"], created_at=m["created_at"],
+                    pending_id=m["pending_id"], timeout_at=m["timeout_at"],
+                    reference=m["reference"], description=m["description"],
+                    reverses_id=m["reverses_id"])
+
+
+class SqlLedgerStore:
+    def __init__(self, conn: Connection, cache: AccountIdCache) -> None:
+        self._conn = conn
+        self._cache = cache
+        self._now = 0.0
+
+    def account_id(self, ref: AccountRef) -> int:
+        cached = self._cache.get(ref)
+        if cached is not None:
+            return cached
+        params = {"ot": ref.owner_type.value, "oid": ref.owner_id, "k": ref.kind.value,
+                  "c": ref.currency}
+        found = self._conn.execute(_FIND_ACCOUNT, params).scalar()
+        if found is None:
+            found = self._conn.execute(insert(accounts).values(
+                owner_type=ref.owner_type.value, owner_id=ref.owner_id, kind=ref.kind.value,
+                currency=ref.currency, debits_posted=0, credits_posted=0, debits_pending=0,
+                credits_pending=0, no_overdraft=ref.no_overdraft, created_at=0.0,
+            ).returning(accounts.c.id)).scalar_one()
+        self._cache.put(ref, found)
+        return int(found)
+
+    def find_transfer(self, transfer_id: str) -> Transfer | None:
+        row = self._conn.execute(_FIND_TRANSFER, {"id": transfer_id}).first()
+        return None if row is None else _transfer(row)
+
+    def find_resolution(self, pending_id: str) -> Transfer | None:
+        row = self._conn.execute(_FIND_RESOLUTION, {"pid": pending_id}).first()
+        return None if row is None else _transfer(row)
+
+    def insert_transfer(self, transfer: Transfer) -> None:
+        self._conn.execute(insert(transfers).values(
+            id=transfer.id, kind=transfer.kind.value, debit_account_id=transfer.debit_account_id,
+            credit_account_id=transfer.credit_account_id, amount=transfer.amount,
+            currency=transfer.currency, pending_id=transfer.pending_id,
+            timeout_at=transfer.timeout_at, reference=transfer.reference,
+            description=transfer.description, reverses_id=transfer.reverses_id,
+            created_at=transfer.created_at))
+
+    def apply(self, account_id: int, *, debits_posted: int = 0, credits_posted: int = 0,
+              debits_pending: int = 0, credits_pending: int = 0, reserve: int = 0) -> bool:
+        result = self._conn.execute(_APPLY, {
+            "dp": debits_posted, "cp": credits_posted, "dpe": debits_pending,
+            "cpe": credits_pending, "id": account_id, "reserve": reserve})
+        return result.rowcount == 1
+
+    def add_entry(self, *, account_id: int, transfer_id: str, amount: int,
+                  created_at: float) -> None:
+        balance = self._conn.execute(_BALANCE, {"id": account_id}).scalar_one()
+        self._conn.execute(insert(entries).values(
+            account_id=account_id, transfer_id=transfer_id, amount=amount,
+            balance_after=balance, created_at=created_at))
+
+    def due_holds(self, now: float, limit: int) -> list[Transfer]:
+        rows = self._conn.execute(text(
+            "SELECT t.* FROM transfers t WHERE t.kind = 'pending' AND t.timeout_at IS NOT NULL"
+            " AND t.timeout_at <= :now AND NOT EXISTS (SELECT 1 FROM transfers r"
+            " WHERE r.pending_id = t.id) ORDER BY t.timeout_at LIMIT :lim"),
+            {"now": now, "lim": limit}).all()
+        return [_transfer(r) for r in rows]
+
+
+# ---- reads -------------------------------------------------------------------------------
+
+def balances_of(conn: Connection, owner_type: str, owner_id: str,
+                kind: str) -> list[Balance]:
+    rows = conn.execute(select(
+        accounts.c.id, accounts.c.currency, accounts.c.credits_posted, accounts.c.debits_posted,
+        accounts.c.debits_pending, accounts.c.credits_pending,
+    ).where(accounts.c.owner_type == owner_type, accounts.c.owner_id == owner_id,
+            accounts.c.kind == kind).order_by(accounts.c.currency)).all()
+    return [Balance(account_id=r.id, currency=r.currency,
+                    posted=r.credits_posted - r.debits_posted,
+                    pending_out=r.debits_pending, pending_in=r.credits_pending) for r in rows]
+
+
+def statement(conn: Connection, account_id: int, *, after: int, limit: int) -> list[Any]:
+    return list(conn.execute(select(
+        entries.c.id, entries.c.transfer_id, entries.c.amount, entries.c.balance_after,
+        entries.c.created_at, transfers.c.reference, transfers.c.description,
+    ).join(transfers, transfers.c.id == entries.c.transfer_id).where(
+        entries.c.account_id == account_id, entries.c.id > after,
+    ).order_by(entries.c.id).limit(limit)).all())
+
+
+@dataclass(frozen=True)
+class InvariantReport:
+    violations: list[str]
+    accounts: int
+    transfers: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def check_invariants(conn: Connection) -> InvariantReport:
+    """Checks, in one read transaction: per currency all balances (and pending sides) sum to
+    zero; each account's posted balance equals the sum of its entries; its pending sides
+    equal its open holds; no no-overdraft account is overdrawn."""
+    bad: list[str] = []
+    for cur, total, dpend, cpend in conn.execute(text(
+            "SELECT currency, SUM(credits_posted - debits_posted), SUM(debits_pending),"
+            " SUM(credits_pending) FROM accounts GROUP BY currency")):
+        if total != 0 or dpend != cpend:
+            bad.append(f"{cur}: balances sum to {total}, pending {dpend} vs {cpend}")
+    for acc_id, diff in conn.execute(text(
+            "SELECT a.id, a.credits_posted - a.debits_posted - COALESCE((SELECT SUM(e.amount)"
+            " FROM entries e WHERE e.account_id = a.id), 0) FROM accounts a")):
+        if diff != 0:
+            bad.append(f"account {acc_id}: balance differs from its entries by {diff}")
+    for acc_id, dpend, cpend, open_out, open_in in conn.execute(text(
+            "SELECT a.id, a.debits_pending, a.credits_pending,"
+            " COALESCE((SELECT SUM(t.amount) FROM transfers t WHERE t.kind='pending'"
+            "  AND t.debit_account_id=a.id AND NOT EXISTS (SELECT 1 FROM transfers r"
+            "  WHERE r.pending_id=t.id)),0),"
+            " COALESCE((SELECT SUM(t.amount) FROM transfers t WHERE t.kind='pending'"
+            "  AND t.credit_account_id=a.id AND NOT EXISTS (SELECT 1 FROM transfers r"
+            "  WHERE r.pending_id=t.id)),0) FROM accounts a")):
+        if dpend != open_out or cpend != open_in:
+            bad.append(f"account {acc_id}: pending {dpend}/{cpend} vs open holds"
+                       f" {open_out}/{open_in}")
+    for (acc_id,) in conn.execute(text(
+            "SELECT id FROM accounts WHERE no_overdraft AND"
+            " credits_posted - debits_posted - debits_pending < 0")):
+        bad.append(f"account {acc_id} is overdrawn")
+    n_accounts = conn.execute(text("SELECT COUNT(*) FROM accounts")).scalar_one()
+    n_transfers = conn.execute(text("SELECT COUNT(*) FROM transfers")).scalar_one()
+    return InvariantReport(bad, int(n_accounts), int(n_transfers))

@@ -1,0 +1,257 @@
+"""Every table of the platform (SQLAlchemy Core). Money columns are BigInteger minor units."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# Times are Unix seconds (float) from the injected clock: portable across SQLite and
+# PostgreSQL and cheap to compare.
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner_type", String(16), nullable=False),
+    Column("owner_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("debits_posted", BigInteger, nullable=False, default=0),
+    Column("credits_posted", BigInteger, nullable=False, default=0),
+    Column("debits_pending", BigInteger, nullable=False, default=0),
+    Column("credits_pending", BigInteger, nullable=False, default=0),
+    Column("no_overdraft", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("owner_type", "owner_id", "kind", "currency", name="uq_accounts_owner"),
+)
+
+transfers = Table(
+    "transfers", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),  # single | pending | post | void | expire
+    Column("debit_account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("credit_account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("pending_id", String(64), nullable=True, unique=True),
+    Column("timeout_at", Float, nullable=True),
+    Column("reference", String(64), nullable=True),
+    Column("description", String(200), nullable=True),
+    Column("reverses_id", String(64), nullable=True, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_transfers_pending_timeout", transfers.c.kind, transfers.c.timeout_at)
+
+entries = Table(
+    "entries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("transfer_id", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # + credit, - debit
+    Column("balance_after", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_entries_account", entries.c.account_id, entries.c.id)
+
+merchants = Table(
+    "merchants", metadata,
+    Column("merchant_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("notify_url", String(1024), nullable=True),
+    Column("fee_bps", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+merchant_keys = Table(
+    "merchant_keys", metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("merchant_id", String(32), ForeignKey("merchants.merchant_id"), nullable=False),
+    Column("alg", String(24), nullable=False),
+    Column("public_key_pem", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+nonces = Table(
+    "nonces", metadata,
+    Column("merchant_id", String(32), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_nonces_expiry", nonces.c.expires_at)
+
+users = Table(
+    "users", metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("phone", String(20), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    Column("session_id", String(32), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_refresh_tokens_session", refresh_tokens.c.session_id)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("session_id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("revoked_reason", String(64), nullable=True),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response_body", Text, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_idempotency_expiry", idempotency_keys.c.expires_at)
+
+trades = Table(
+    "trades", metadata,
+    Column("trade_no", String(32), primary_key=True),
+    Column("merchant_id", String(32), ForeignKey("merchants.merchant_id"), nullable=False),
+    Column("out_trade_no", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("notify_url", String(1024), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("fee_bps", Integer, nullable=False),
+    Column("buyer_id", String(32), nullable=True),
+    Column("hold_transfer_id", String(64), nullable=True),
+    Column("hold_posted", Boolean, nullable=False, default=False),
+    Column("refunded_amount", BigInteger, nullable=False, default=0),
+    Column("settled_amount", BigInteger, nullable=False, default=0),
+    Column("fee_amount", BigInteger, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("pay_expire_at", Float, nullable=False),
+    Column("paid_at", Float, nullable=True),
+    Column("shipped_at", Float, nullable=True),
+    Column("confirm_deadline", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("closed_at", Float, nullable=True),
+    Column("close_reason", String(32), nullable=True),
+    UniqueConstraint("merchant_id", "out_trade_no", name="uq_trades_out_trade_no"),
+)
+
+refunds = Table(
+    "refunds", metadata,
+    Column("refund_no", String(32), primary_key=True),
+    Column("trade_no", String(32), ForeignKey("trades.trade_no"), nullable=False),
+    Column("out_refund_no", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", String(256), nullable=True),
+    Column("source", String(16), nullable=False),  # escrow | merchant
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("trade_no", "out_refund_no", name="uq_refunds_out_refund_no"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("merchant_id", String(32), nullable=False),
+    Column("trade_no", String(32), nullable=True),
+    Column("type", String(40), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("notify_url", String(1024), nullable=True),
+    Column("delivery_status", String(16), nullable=False),  # pending|delivered|failed|none
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+)
+Index("ix_events_due", events.c.delivery_status, events.c.next_attempt_at)
+Index("ix_events_merchant", events.c.merchant_id, events.c.seq)
+Index("ix_events_trade", events.c.trade_no, events.c.seq)
+
+delivery_attempts = Table(
+    "delivery_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(256), nullable=True),
+    Column("outcome", String(16), nullable=False),  # delivered | retry | failed
+)
+Index("ix_delivery_attempts_event", delivery_attempts.c.event_id, delivery_attempts.c.id)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("run_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | done | cancelled
+    Column("done_at", Float, nullable=True),
+    Column("result", String(64), nullable=True),
+    UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
+)
+Index("ix_jobs_due", jobs.c.status, jobs.c.run_at)
+
+bank_operations = Table(
+    "bank_operations", metadata,
+    Column("op_id", String(32), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # topup | withdrawal
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),  # succeeded | failed
+    Column("bank_reference", String(64), nullable=True),
+    Column("bank_signature", Text, nullable=True),
+    Column("failure", String(256), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+p2p_transfers = Table(
+    "p2p_transfers", metadata,
+    Column("transfer_no", String(32), primary_key=True),
+    Column("payer_id", String(32), nullable=False),
+    Column("payee_id", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("memo", String(140), nullable=True),
+    Column("created_at", Float, nullable=False),
+)

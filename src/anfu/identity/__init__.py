@@ -1,0 +1,1 @@
+"""Customers: accounts, passwords, sessions (access and rotating refresh tokens)."""

@@ -1,0 +1,1 @@
+"""Double-entry ledger: accounts, single-phase and two-phase transfers, invariants."""

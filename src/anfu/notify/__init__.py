@@ -1,0 +1,1 @@
+"""Signed, durable, retried notifications from the transactional outbox."""

@@ -1,0 +1,132 @@
+"""The background worker: delivers notifications and fires persisted timers. It keeps no
+state of its own, so it survives restarts, and any number of workers may run: events are
+leased before sending and a timer is marked done in the same transaction as its effect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+from anfu.bootstrap import Platform
+from anfu.db.uow import SqlUnitOfWork
+from anfu.errors import Conflict
+from anfu.ledger import service as ledger
+from anfu.notify import queries
+from anfu.notify.model import after_attempt, event_body
+from anfu.sigwire import format_signature_header, new_nonce, request_signing_bytes
+from anfu.trades import service as trades
+
+log = logging.getLogger("anfu.worker")
+BATCH = 64
+
+
+class Worker:
+    def __init__(self, platform: Platform, client: httpx.AsyncClient | None = None) -> None:
+        self.platform = platform
+        self.client = client or httpx.AsyncClient(timeout=platform.settings.notify_timeout_s,
+                                                  follow_redirects=False)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        poll = self.platform.settings.worker_poll_s
+        while not self._stopping.is_set():
+            try:
+                busy = await self.tick()
+            except Exception:
+                log.exception("worker tick failed")
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), poll)
+                except TimeoutError:
+                    pass
+        await self.client.aclose()
+
+    async def tick(self) -> bool:
+        timers = await self.fire_timers()
+        sent = await self.deliver_due()
+        await self.platform.write(lambda uow: ledger.expire_due_holds(uow.ledger, now=uow.now))
+        return timers + sent > 0
+
+    async def fire_timers(self) -> int:
+        platform = self.platform
+        due = platform.read(lambda conn: _due_jobs(platform, conn))
+        for job_id, kind, ref in due:
+            def run(uow: SqlUnitOfWork, job_id: int = job_id, kind: str = kind,
+                    ref: str = ref) -> str:
+                result = trades.run_timer(uow, kind=kind, ref=ref)
+                if not uow.jobs.finish(job_id, result, uow.now):
+                    raise Conflict("timer already fired", code="timer_already_fired")
+                return result
+
+            try:
+                result: str | None = await platform.write(run)
+            except Conflict:
+                result = None  # another worker fired it; its effect stands, ours rolled back
+            if result is not None:
+                platform.metrics.timers.labels(kind, result).inc()
+                log.info("timer %s for %s: %s", kind, ref, result)
+        return len(due)
+
+    async def deliver_due(self) -> int:
+        platform = self.platform
+        now = platform.clock()
+        due = platform.read(lambda conn: queries.due_events(conn, now=now, limit=BATCH))
+        if not due:
+            return 0
+        await asyncio.gather(*(self.deliver(row) for row in due))
+        return len(due)
+
+    async def deliver(self, row: queries.Any) -> None:
+        platform = self.platform
+        lease = platform.clock() + platform.settings.notify_timeout_s + 30
+        claimed = await platform.write(lambda uow: queries.claim(
+            uow.conn, event_id=row.id, seen_next=row.next_attempt_at, lease_until=lease))
+        if not claimed:
+            return
+        body = event_body(event_id=row.id, type_=row.type, created_at=row.created_at,
+                          data=row.data)
+        url = urlsplit(row.notify_url)
+        path_qs = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        timestamp, nonce = str(int(platform.clock())), new_nonce()
+        keys = platform.keys
+        signature = keys.signing_key.sign(
+            request_signing_bytes("POST", path_qs, timestamp, nonce, body))
+        headers = {"Content-Type": "application/json", "Anfu-Event-Id": row.id,
+                   "Anfu-Event-Type": row.type,
+                   "Anfu-Signature": format_signature_header(
+                       key_id=keys.current.key_id, alg="ed25519", timestamp=timestamp,
+                       nonce=nonce, signature=signature)}
+        started, t0 = platform.clock(), time.perf_counter()
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            reply = await self.client.post(row.notify_url, content=body, headers=headers)
+            status_code = reply.status_code
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:250]
+        ok = status_code is not None and 200 <= status_code < 300
+        attempt = row.attempts + 1
+        outcome = after_attempt(attempts_done=attempt, succeeded=ok, now=platform.clock(),
+                                schedule=platform.settings.notify_delays)
+        label = {"delivered": "delivered", "pending": "retry", "failed": "failed"}[
+            outcome.status]
+        duration_ms = int((time.perf_counter() - t0) * 1000)
+        await platform.write(lambda uow: queries.record_attempt(
+            uow.conn, event_id=row.id, attempt=attempt, started_at=started,
+            duration_ms=duration_ms, status_code=status_code, error=error, outcome=label,
+            next_attempt_at=outcome.next_attempt_at, now=uow.now))
+        platform.metrics.deliveries.labels(label).inc()
+
+
+def _due_jobs(platform: Platform, conn: queries.Connection) -> list[tuple[int, str, str]]:
+    from anfu.db.uow import SqlJobStore
+
+    return SqlJobStore(conn).due(platform.clock(), BATCH)

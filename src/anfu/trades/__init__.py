@@ -1,0 +1,1 @@
+"""The escrow ("guaranteed") trade of book ch. 7: pay into escrow, ship, confirm, settle."""

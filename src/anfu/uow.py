@@ -1,0 +1,31 @@
+"""The unit of work every use case runs in: one database transaction holding the ledger,
+the state change, the outbox event and the idempotency record together. Built by ``db/``;
+domain code sees only these Protocols."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from anfu.ledger.ports import LedgerStore
+from anfu.trades.ports import JobStore, Outbox, TradeStore
+
+
+class IdempotencyStore(Protocol):
+    def find(self, scope: str, key: str) -> tuple[str, int, str] | None:
+        """(request_hash, status_code, response_body) of an earlier call, if kept."""
+
+    def save(self, scope: str, key: str, request_hash: str, status_code: int,
+             body: str) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    now: float
+    ledger: LedgerStore
+    trades: TradeStore
+    outbox: Outbox
+    jobs: JobStore
+    idempotency: IdempotencyStore
+
+    def new_id(self, prefix: str) -> str: ...
+
+    def merchant_notify_url(self, merchant_id: str) -> str | None: ...

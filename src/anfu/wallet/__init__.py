@@ -1,0 +1,1 @@
+"""Customer wallets: top-ups and withdrawals through a bank, person-to-person transfers."""

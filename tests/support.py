@@ -1,0 +1,204 @@
+"""Test support: start the real platform as a subprocess, a notification receiver, helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = ROOT.parent / "shared" / "vectors"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_database_url(home: Path) -> str:
+    return os.environ.get("ANFU_TEST_DATABASE_URL") or f"sqlite:///{home / 'anfu.db'}"
+
+
+def reset_database(url: str) -> None:
+    """Empty a PostgreSQL test database (SQLite files are new per test platform)."""
+    if url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@dataclass
+class RunningPlatform:
+    mobile: str
+    merchant: str
+    admin: str
+    home: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, sig: int | None = None) -> None:
+        if self.process.poll() is None:
+            if sig is None:
+                self.process.terminate()
+            else:
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.process = _spawn(self.env, self.log_path)
+        wait_healthy(self)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen([sys.executable, "-m", "anfu.cli", "run", "--no-seed-demo"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_healthy(p: RunningPlatform, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if p.process.poll() is not None:
+            raise RuntimeError("platform exited:\n" + p.logs()[-4000:])
+        try:
+            if all(httpx.get(f"{u}/healthz", timeout=1).status_code == 200
+                   for u in (p.mobile, p.merchant, p.admin)):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("platform did not become healthy:\n" + p.logs()[-4000:])
+
+
+def start_platform(home: Path, **overrides: str) -> RunningPlatform:
+    home.mkdir(parents=True, exist_ok=True)
+    ports = [free_port() for _ in range(3)]
+    env = {**os.environ, "ANFU_HOME": str(home), "ANFU_ENV": "test",
+           "ANFU_DATABASE_URL": test_database_url(home),
+           "ANFU_MOBILE_ADDR": f"127.0.0.1:{ports[0]}",
+           "ANFU_MERCHANT_ADDR": f"127.0.0.1:{ports[1]}",
+           "ANFU_ADMIN_ADDR": f"127.0.0.1:{ports[2]}",
+           "ANFU_WORKER_POLL_S": "0.1", "ANFU_NOTIFY_SCHEDULE": "1,1,1,1,1",
+           "ANFU_BANK_LATENCY_MS": "2", "ANFU_LOG_JSON": "true",
+           # Test-only cost: OWASP's minimum Argon2id would make hundreds of sign-ups slow.
+           "ANFU_ARGON2_MEMORY_KIB": "8192", "ANFU_ARGON2_TIME_COST": "1",
+           **overrides}
+    env.pop("ANFU_TEST_DATABASE_URL", None)
+    reset_database(env["ANFU_DATABASE_URL"])
+    log_path = home / "platform.log"
+    p = RunningPlatform(f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}",
+                        f"http://127.0.0.1:{ports[2]}", home, env,
+                        _spawn(env, log_path), log_path)
+    wait_healthy(p)
+    return p
+
+
+@dataclass
+class MerchantIdentity:
+    merchant_id: str
+    key_id: str
+    alg: str
+    private_key_pem: str
+    notify_url: str | None = None
+
+
+def create_merchant(admin_url: str, *, alg: str = "ed25519", notify_url: str | None = None,
+                    fee_bps: int | None = 60, name: str = "Test Shop") -> MerchantIdentity:
+    from anfu import crypto
+
+    key = crypto.generate_private_key(alg)
+    body: dict[str, Any] = {"name": name, "alg": alg,
+                            "public_key_pem": key.public_key().public_pem(),
+                            "notify_url": notify_url}
+    if fee_bps is not None:
+        body["fee_bps"] = fee_bps
+    reply = httpx.post(f"{admin_url}/v1/merchants", json=body, timeout=10)
+    assert reply.status_code == 201, reply.text
+    data = reply.json()
+    return MerchantIdentity(data["merchant_id"], data["key_id"], alg, key.private_pem(None),
+                            notify_url)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class NotifyReceiver:
+    """A merchant's notification endpoint: records every POST; fails the first
+    ``fail_first`` deliveries of each event with 500."""
+
+    fail_first: int = 0
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def start(self) -> NotifyReceiver:
+        receiver = self
+        failures: dict[str, int] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                receiver.received.append(Received(self.path, dict(self.headers.items()), body,
+                                                  time.time()))
+                event_id = json.loads(body).get("id", "")
+                failures[event_id] = failures.get(event_id, 0) + 1
+                code = 500 if failures[event_id] <= receiver.fail_first else 200
+                self.send_response(code)
+                self.send_header("content-length", "7" if code == 200 else "4")
+                self.end_headers()
+                self.wfile.write(b"success" if code == 200 else b"fail")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/anfu/notify?shop=1"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.received]
+
+
+def eventually(check: Any, timeout: float = 20, interval: float = 0.1) -> Any:
+    deadline = time.time() + timeout
+    last: Any = None
+    while time.time() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
