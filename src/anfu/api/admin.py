@@ -1,7 +1,6 @@
 """The admin zone: operators. Loopback-only by default; with ``ANFU_ADMIN_TOKEN`` set, every
 call but /healthz needs ``Authorization: Bearer <token>``."""
 
-from __future__ import annotations
 
 import hmac
 from typing import Annotated

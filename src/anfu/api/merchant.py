@@ -1,7 +1,6 @@
 """The merchant zone: merchants' servers. Every request is signed (ANFU-SIG-V1) and every
 response, errors included, carries the platform's ``Anfu-Signature``."""
 
-from __future__ import annotations
 
 import base64
 import hashlib

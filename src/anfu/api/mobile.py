@@ -1,7 +1,6 @@
 """The mobile zone: customers' phones. Bearer access tokens; every money move takes an
 ``Idempotency-Key``."""
 
-from __future__ import annotations
 
 import asyncio
 import hashlib
