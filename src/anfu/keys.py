@@ -77,7 +77,7 @@ class PlatformKeys:
         self.signing_key = crypto.load_private_key("ed25519", pem, password=self._passphrase)
 
     def rotate(self, now: float | None = None) -> PublishedKey:
-        now = time.time() if now is None else now
+        now = float(int(time.time() if now is None else now))  # whole seconds, as signed
         key = crypto.generate_private_key("ed25519")
         key_id = "pk" + secrets.token_hex(6)
         _write_private(self._folder / f"{key_id}.pem", key.private_pem(self._passphrase))

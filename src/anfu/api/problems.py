@@ -37,9 +37,10 @@ def status_of(exc: errors.AnfuError) -> int:
 
 
 def problem(status: int, code: str, title: str, detail: str,
-            headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    body = {"type": f"https://anfu.dev/problems/{code}", "title": title, "status": status,
-            "detail": detail, "code": code, **extra}
+            headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+            ) -> Response:
+    body = {**(extra or {}), "type": f"https://anfu.dev/problems/{code}", "title": title,
+            "status": status, "detail": detail, "code": code}
     return Response(orjson.dumps(body), status_code=status, headers=headers,
                     media_type="application/problem+json")
 
@@ -47,7 +48,7 @@ def problem(status: int, code: str, title: str, detail: str,
 def problem_of(exc: errors.AnfuError) -> Response:
     status = status_of(exc)
     headers = {"WWW-Authenticate": "ANFU-SIG-V1, Bearer"} if status == 401 else None
-    return problem(status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+    return problem(status, exc.code, exc.title, exc.detail, headers, exc.extra)
 
 
 def install(app: FastAPI, zone: str, on_security_failure: Any = None) -> None:
@@ -67,7 +68,7 @@ def install(app: FastAPI, zone: str, on_security_failure: Any = None) -> None:
         first = problems[0] if problems else {"loc": [], "msg": "invalid"}
         where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
         return problem(422, "validation_failed", "The request body or parameters are invalid",
-                       f"{where}: {first['msg']}", errors=problems)
+                       f"{where}: {first['msg']}", extra={"errors": problems})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

@@ -76,7 +76,8 @@ class Trade:
         if self.status not in allowed:
             raise InvalidState(
                 f"cannot {action} trade {self.trade_no}: its status is {self.status.value}",
-                code=f"trade_not_{_ABLE.get(action, action + 'able')}", status=self.status.value)
+                code=f"trade_not_{_ABLE.get(action, action + 'able')}",
+                trade_status=self.status.value)
 
     def set(self, **values: Any) -> None:
         for name, value in values.items():
