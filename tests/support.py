@@ -166,7 +166,7 @@ class NotifyReceiver:
         failures: dict[str, int] = {}
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 receiver.received.append(Received(self.path, dict(self.headers.items()), body,
                                                   time.time()))

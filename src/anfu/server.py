@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Generator
 
 import uvicorn
 
@@ -16,12 +18,20 @@ from anfu.notify.worker import Worker
 log = logging.getLogger("anfu.server")
 
 
+class _Server(uvicorn.Server):
+    """One of three servers on one loop: the process handles signals once, for all."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 def _server(app: object, addr: str) -> uvicorn.Server:
     host, port = split_addr(addr)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,  # type: ignore[arg-type]
                             loop="uvloop", http="httptools", lifespan="off",
                             backlog=4096, timeout_keep_alive=30)
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 async def serve(platform: Platform, *, admin_token: str | None = None) -> None:
@@ -31,8 +41,6 @@ async def serve(platform: Platform, *, admin_token: str | None = None) -> None:
         _server(merchant.create_app(platform), settings.merchant_addr),
         _server(admin.create_app(platform, admin_token), settings.admin_addr),
     ]
-    for server in servers:
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     worker = Worker(platform) if settings.run_worker else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

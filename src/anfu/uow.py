@@ -19,12 +19,24 @@ class IdempotencyStore(Protocol):
 
 
 class UnitOfWork(Protocol):
-    now: float
-    ledger: LedgerStore
-    trades: TradeStore
-    outbox: Outbox
-    jobs: JobStore
-    idempotency: IdempotencyStore
+    @property
+    def now(self) -> float:
+        """The clock reading for this unit of work (injected, so tests can move time)."""
+
+    @property
+    def ledger(self) -> LedgerStore: ...
+
+    @property
+    def trades(self) -> TradeStore: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def jobs(self) -> JobStore: ...
+
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
 
     def new_id(self, prefix: str) -> str: ...
 

@@ -116,7 +116,7 @@ def test_every_algorithm_signs_trades(alg: str, shop_factory: Callable[..., Any]
 def test_rotation_and_revocation_via_admin(platform_urls: RunningPlatform,
                                            merchant: tuple[MerchantIdentity,
                                                            crypto.PrivateKey]) -> None:
-    m, key = merchant
+    m, _ = merchant
     new_key = crypto.generate_private_key("ecdsa-p256-sha256")
     added = httpx.post(f"{platform_urls.admin}/v1/merchants/{m.merchant_id}/keys", json={
         "alg": "ecdsa-p256-sha256", "public_key_pem": new_key.public_key().public_pem()})

@@ -28,7 +28,7 @@ def json_response(payload: Any, status: int = 200,
 
 def path_and_query(scope: Scope) -> str:
     """The path and query exactly as the client sent them (what signatures cover)."""
-    raw = scope.get("raw_path") or scope["path"].encode()
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"")
     return (raw + (b"?" + query if query else b"")).decode("latin-1")
 

@@ -24,10 +24,16 @@ from anfu.bootstrap import Platform
 from anfu.crypto.passwords import InvalidPassword
 from anfu.crypto.tokens import TokenExpired, TokenInvalid
 from anfu.db.ledger_store import balances_of, statement
-from anfu.db.uow import SqlUnitOfWork, new_id
+from anfu.db.uow import SqlTradeStore, SqlUnitOfWork, new_id
 from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
-from anfu.errors import AuthenticationFailed, InvalidRequest, NotFound, UpstreamFailed
+from anfu.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    UpstreamFailed,
+)
 from anfu.identity import service as identity
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.trades import service as trades
@@ -156,7 +162,7 @@ def create_app(platform: Platform) -> FastAPI:
             found = uow.idempotency.find(scope, key)
             if found is not None:
                 if found[0] != fingerprint:
-                    raise InvalidRequest("this Idempotency-Key was used with another request",
+                    raise Conflict("this Idempotency-Key was used with another request",
                                          code="idempotency_key_reused")
                 return None, found[2].encode()
             return wallet.begin_bank_op(uow, SqlWalletStore(uow.conn), op_id=op_id,
@@ -229,7 +235,9 @@ def create_app(platform: Platform) -> FastAPI:
     @router.get("/trades/{trade_no}", summary="A trade, as a buyer sees it before paying")
     async def get_trade(trade_no: str, user_id: User) -> Response:
         del user_id
-        trade = platform.read(lambda conn: trades.load(_ReadUow(conn), trade_no))
+        trade = platform.read(lambda conn: SqlTradeStore(conn).get(trade_no))
+        if trade is None:
+            raise NotFound(f"no trade {trade_no}", code="trade_not_found")
         return json_response(trade.public())
 
     async def trade_action(trade_no: str, user_id: str, request: Request, key: str | None,
@@ -256,15 +264,6 @@ def create_app(platform: Platform) -> FastAPI:
 
     app.include_router(router)
     return app
-
-
-class _ReadUow:
-    """Just enough of a unit of work for read-only trade lookups."""
-
-    def __init__(self, conn: Any) -> None:
-        from anfu.db.uow import SqlTradeStore
-
-        self.trades = SqlTradeStore(conn)
 
 
 def statement_page(platform: Platform, ref: AccountRef, cursor: int,

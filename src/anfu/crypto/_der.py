@@ -128,10 +128,15 @@ def read_bits(value: bytes) -> bytes:
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)\r?\n?-----END \1-----")
 
 
+_MAX_PEM_CHARS = 65536  # an 8192-bit RSA key is under 2 KiB of PEM
+
+
 def pem_decode(pem: bytes | str, labels: Collection[str]) -> tuple[str, bytes]:
     """(label, DER) of the single PEM block in ``pem``; its label must be one of ``labels``."""
     text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else pem
     text = text.strip()
+    if len(text) > _MAX_PEM_CHARS:
+        raise DERError("the PEM text is too long for a key")
     match = _PEM.fullmatch(text)
     if match is None:
         raise DERError("not a single PEM block (or it has headers, which are not supported)")

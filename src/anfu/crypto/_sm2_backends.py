@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from anfu.crypto._der import (
@@ -29,6 +30,7 @@ from anfu.crypto._der import (
 )
 
 N = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
+_log = logging.getLogger(__name__)
 
 Verify = Callable[[int, int, bytes], bool]
 Sign = Callable[[bytes], tuple[int, int]]
@@ -103,7 +105,8 @@ class _EVPKey:
     def __init__(self, lib: ctypes.CDLL, pkey: int, uid: bytes, md: int, *, sign: bool) -> None:
         self._lib, self._pkey, self._uid, self._md, self._sign = lib, pkey, uid, md, sign
         self._pool: list[tuple[int, int]] = []
-        weakref.finalize(self, _free_key, lib, pkey, self._pool)
+        # Not at exit: freeing during interpreter shutdown gains nothing and risks ordering.
+        weakref.finalize(self, _free_key, lib, pkey, self._pool).atexit = False
 
     def _template(self) -> tuple[int, int]:
         lib = self._lib
@@ -288,29 +291,38 @@ def self_test(backend: SM2Backend) -> None:
 
 _lock = threading.Lock()
 _chosen: list[SM2Backend] = []
-_skipped: dict[str, str] = {}
+_FACTORIES: tuple[type[OpenSSLBackend] | type[GmalglibBackend], ...] = (
+    OpenSSLBackend,
+    GmalglibBackend,
+)
 
 
-def available_backends() -> list[SM2Backend]:
-    """Every backend that loads and passes the self-test, preferred first."""
-    found: list[SM2Backend] = []
-    for factory in (OpenSSLBackend, GmalglibBackend):
+def _candidates(skipped: dict[str, str]) -> Iterator[SM2Backend]:
+    for factory in _FACTORIES:
         try:
             backend: SM2Backend = factory()
             self_test(backend)
         except (OSError, ImportError, ValueError, RuntimeError, AssertionError) as exc:
-            _skipped[factory.name] = str(exc)
+            skipped[factory.name] = str(exc)
             continue
-        found.append(backend)
-    return found
+        yield backend
+
+
+def available_backends() -> list[SM2Backend]:
+    """Every backend that loads and passes the self-test, preferred first."""
+    return list(_candidates({}))
 
 
 def default_backend() -> SM2Backend:
+    """The preferred working backend, chosen (and self-tested) on first use."""
     if not _chosen:
         with _lock:
             if not _chosen:
-                found = available_backends()
-                if not found:
-                    raise RuntimeError(f"no working SM2 implementation: {_skipped}")
-                _chosen.append(found[0])
+                skipped: dict[str, str] = {}
+                backend = next(_candidates(skipped), None)
+                if backend is None:
+                    raise RuntimeError(f"no working SM2 implementation: {skipped}")
+                if skipped:
+                    _log.info("SM2 uses %s; skipped: %s", backend.name, skipped)
+                _chosen.append(backend)
     return _chosen[0]

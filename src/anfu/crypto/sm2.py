@@ -123,9 +123,14 @@ class SM2PrivateKey(PrivateKey):
         """From PKCS#8 DER; ``password`` given means ``der`` is EncryptedPrivateKeyInfo."""
         try:
             plain = der if password is None else decrypt_pkcs8(der, password)
-            scalar, point = read_sm2_pkcs8(plain)
         except DERError as exc:
             raise KeyFormatError(f"cannot read the SM2 private key: {exc}") from None
+        try:
+            scalar, point = read_sm2_pkcs8(plain)
+        except DERError as exc:
+            # A wrong password passes the padding check about once in 256 tries.
+            why = "wrong password, or the key file is damaged" if password else str(exc)
+            raise KeyFormatError(f"cannot read the SM2 private key: {why}") from None
         key = cls(scalar, uid=uid)
         if point is not None and point != key._public.point:
             raise KeyFormatError("the SM2 private key's embedded public key does not match it")

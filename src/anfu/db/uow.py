@@ -112,7 +112,7 @@ class SqlJobStore:
         ).order_by(jobs.c.run_at).limit(limit)).all()
         return [(r.id, r.kind, r.ref) for r in rows]
 
-    def finish(self, job_id: int, result: str, now: float = 0.0) -> bool:
+    def finish(self, job_id: int, result: str, now: float) -> bool:
         done = self._conn.execute(update(jobs).where(
             jobs.c.id == job_id, jobs.c.status == "pending",
         ).values(status="done", done_at=now, result=result))

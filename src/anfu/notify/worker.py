@@ -5,13 +5,17 @@ leased before sending and a timer is marked done in the same transaction as its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import Connection
 
 from anfu.bootstrap import Platform
+from anfu.db.tables import idempotency_keys, nonces
 from anfu.db.uow import SqlUnitOfWork
 from anfu.errors import Conflict
 from anfu.ledger import service as ledger
@@ -22,6 +26,15 @@ from anfu.trades import service as trades
 
 log = logging.getLogger("anfu.worker")
 BATCH = 64
+HOUSEKEEPING_S = 60.0
+
+
+def forget_expired(conn: Connection, now: float) -> int:
+    """Drop nonces past their replay window and idempotency records past their TTL."""
+    removed = conn.execute(nonces.delete().where(nonces.c.expires_at < now)).rowcount
+    removed += conn.execute(idempotency_keys.delete().where(
+        idempotency_keys.c.expires_at < now)).rowcount
+    return int(removed)
 
 
 class Worker:
@@ -30,6 +43,7 @@ class Worker:
         self.client = client or httpx.AsyncClient(timeout=platform.settings.notify_timeout_s,
                                                   follow_redirects=False)
         self._stopping = asyncio.Event()
+        self._next_housekeeping = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -43,16 +57,17 @@ class Worker:
                 log.exception("worker tick failed")
                 busy = False
             if not busy:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), poll)
-                except TimeoutError:
-                    pass
         await self.client.aclose()
 
     async def tick(self) -> bool:
         timers = await self.fire_timers()
         sent = await self.deliver_due()
         await self.platform.write(lambda uow: ledger.expire_due_holds(uow.ledger, now=uow.now))
+        if self.platform.clock() >= self._next_housekeeping:
+            self._next_housekeeping = self.platform.clock() + HOUSEKEEPING_S
+            await self.platform.write(lambda uow: forget_expired(uow.conn, uow.now))
         return timers + sent > 0
 
     async def fire_timers(self) -> int:
@@ -84,7 +99,7 @@ class Worker:
         await asyncio.gather(*(self.deliver(row) for row in due))
         return len(due)
 
-    async def deliver(self, row: queries.Any) -> None:
+    async def deliver(self, row: Any) -> None:
         platform = self.platform
         lease = platform.clock() + platform.settings.notify_timeout_s + 30
         claimed = await platform.write(lambda uow: queries.claim(
@@ -126,7 +141,7 @@ class Worker:
         platform.metrics.deliveries.labels(label).inc()
 
 
-def _due_jobs(platform: Platform, conn: queries.Connection) -> list[tuple[int, str, str]]:
+def _due_jobs(platform: Platform, conn: Connection) -> list[tuple[int, str, str]]:
     from anfu.db.uow import SqlJobStore
 
     return SqlJobStore(conn).due(platform.clock(), BATCH)

@@ -35,5 +35,5 @@ class JobStore(Protocol):
     def due(self, now: float, limit: int) -> list[tuple[int, str, str]]:
         """(id, kind, ref) of pending jobs whose time has come."""
 
-    def finish(self, job_id: int, result: str) -> bool:
+    def finish(self, job_id: int, result: str, now: float) -> bool:
         """Mark a pending job done; False if another worker already did."""

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anfu.db.ledger_store import balances_of
 from anfu.errors import Conflict, InsufficientFunds, InvalidState
 from anfu.ledger import service as ledger
 from anfu.ledger.model import AccountRef
-from anfu.db.ledger_store import balances_of
 from tests.dbharness import Harness, open_harness
 
 

@@ -4,9 +4,8 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-26 12:11:39.606112
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -15,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('accounts',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('owner_type', sa.String(length=16), nullable=False),
@@ -258,11 +257,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('refund_no', name=op.f('pk_refunds')),
     sa.UniqueConstraint('trade_no', 'out_refund_no', name='uq_refunds_out_refund_no')
     )
-    
+
 
 
 def downgrade() -> None:
-    
+
     op.drop_table('refunds')
     with op.batch_alter_table('transfers', schema=None) as batch_op:
         batch_op.drop_index('ix_transfers_pending_timeout')
@@ -306,4 +305,4 @@ def downgrade() -> None:
     op.drop_table('delivery_attempts')
     op.drop_table('bank_operations')
     op.drop_table('accounts')
-    
+
