@@ -17,7 +17,6 @@ Response::
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 import secrets
@@ -176,7 +175,7 @@ def _checked(found: dict[str, str]) -> tuple[str, str, str, bytes]:
 def _b64decode(text: str) -> bytes:
     try:
         raw = base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         raw = b""
     # Re-encoding rejects non-canonical spellings, so one signature has one header form.
     if not raw or len(text) > 2048 or base64.b64encode(raw).decode("ascii") != text:

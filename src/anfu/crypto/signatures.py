@@ -47,7 +47,7 @@ def _describe(key: object) -> str:
         return f"an EC key on {key.curve.name}"
     if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
         return f"a {key.key_size}-bit RSA key"
-    return f"a {type(key).__name__.removeprefix('_')}"
+    return f"a key of type {type(key).__name__.removeprefix('_')}"
 
 
 def _check_type(alg: str, key: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -49,8 +50,9 @@ def test_algorithm_names_match_the_wire_format() -> None:
     assert crypto.ALGORITHMS == ("ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3")
 
 
-@pytest.mark.parametrize("v", [v for v in ED25519 if v["scheme"] == "Ed25519Pure"],
-                         ids=lambda v: v["name"])
+@pytest.mark.parametrize(
+    "v", [v for v in ED25519 if v["scheme"] == "Ed25519Pure"], ids=lambda v: v["name"]
+)
 def test_rfc8032_ed25519_vectors(v: dict[str, Any]) -> None:
     public = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(v["pk"]))
     private = ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["sk"]))
@@ -66,8 +68,9 @@ def test_rfc8032_ed25519_vectors(v: dict[str, Any]) -> None:
         key.verify(sig, msg + b"\x00")
 
 
-@pytest.mark.parametrize("v", [v for v in ED25519 if v["scheme"] != "Ed25519Pure"],
-                         ids=lambda v: v["name"])
+@pytest.mark.parametrize(
+    "v", [v for v in ED25519 if v["scheme"] != "Ed25519Pure"], ids=lambda v: v["name"]
+)
 def test_ed25519ctx_and_ph_signatures_are_not_pure_ed25519(v: dict[str, Any]) -> None:
     public = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(v["pk"]))
     key = crypto.load_public_key("ed25519", spki_pem(public))
@@ -108,14 +111,12 @@ def test_serialisation(alg: str, keys: dict[str, crypto.PrivateKey]) -> None:
     key = keys[alg]
     public = key.public_key()
     pem = public.public_pem()
-    assert pem.startswith("-----BEGIN PUBLIC KEY-----\n") and pem.endswith("-----END PUBLIC KEY-----\n")
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----\n")
+    assert pem.endswith("-----END PUBLIC KEY-----\n")
     loaded = crypto.load_public_key(alg, pem.encode())  # bytes or str
     assert loaded == public and hash(loaded) == hash(public)
-    der = serialization.load_pem_public_key(pem.encode()).public_bytes(
-        serialization.Encoding.DER, SPKI) if alg != "sm2-sm3" else None
-    assert len(public.fingerprint()) == 64 and public.fingerprint() == public.fingerprint().lower()
-    if der is not None:
-        assert public.fingerprint() == hashlib.sha256(der).hexdigest()
+    der = base64.b64decode("".join(pem.splitlines()[1:-1]))
+    assert public.fingerprint() == hashlib.sha256(der).hexdigest()
     plain = key.private_pem(None)
     assert plain.startswith("-----BEGIN PRIVATE KEY-----\n")
     assert crypto.load_private_key(alg, plain).public_key() == public
@@ -130,12 +131,13 @@ def test_serialisation(alg: str, keys: dict[str, crypto.PrivateKey]) -> None:
     assert "PRIVATE" not in repr(key) and alg in repr(key)
 
 
-@pytest.mark.parametrize("loaded_as", crypto.ALGORITHMS)
-@pytest.mark.parametrize("made_for", crypto.ALGORITHMS)
-def test_key_of_another_type_is_refused(made_for: str, loaded_as: str,
-                                        keys: dict[str, crypto.PrivateKey]) -> None:
-    if made_for == loaded_as:
-        return
+@pytest.mark.parametrize(
+    ("made_for", "loaded_as"),
+    [(a, b) for a in crypto.ALGORITHMS for b in crypto.ALGORITHMS if a != b],
+)
+def test_key_of_another_type_is_refused(
+    made_for: str, loaded_as: str, keys: dict[str, crypto.PrivateKey]
+) -> None:
     key = keys[made_for]
     with pytest.raises(crypto.KeyFormatError):
         crypto.load_public_key(loaded_as, key.public_key().public_pem())
@@ -169,12 +171,15 @@ def test_rsa_below_2048_bits_is_refused() -> None:
     assert crypto.load_public_key("rsa-sha256", spki_pem(ok.public_key())).alg == "rsa-sha256"
 
 
-@pytest.mark.parametrize("pem", [
-    "",
-    "not a key",
-    "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n",
-    "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",  # truncated
-])
+@pytest.mark.parametrize(
+    "pem",
+    [
+        "",
+        "not a key",
+        "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n",
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",  # truncated
+    ],
+)
 def test_unreadable_public_keys_are_refused(pem: str) -> None:
     with pytest.raises(crypto.KeyFormatError):
         crypto.load_public_key("ed25519", pem)
@@ -187,8 +192,11 @@ def test_only_a_single_spki_pem_block_is_a_public_key(keys: dict[str, crypto.Pri
         crypto.load_public_key("rsa-sha256", key.private_pem(None))
     with pytest.raises(crypto.KeyFormatError):
         crypto.load_public_key("rsa-sha256", pem + pem)
-    pkcs1 = serialization.load_pem_public_key(pem.encode()).public_bytes(
-        PEM, serialization.PublicFormat.PKCS1).decode()
+    pkcs1 = (
+        serialization.load_pem_public_key(pem.encode())
+        .public_bytes(PEM, serialization.PublicFormat.PKCS1)
+        .decode()
+    )
     with pytest.raises(crypto.KeyFormatError, match="RSA PUBLIC KEY"):
         crypto.load_public_key("rsa-sha256", pkcs1)
     # Surrounding whitespace and CRLF line ends are fine.
@@ -220,8 +228,10 @@ class TestPublicKeyCache:
             return keys["ed25519"].public_key()
 
         results: list[crypto.PublicKey] = []
-        threads = [threading.Thread(target=lambda: results.append(cache.get("k", loader)))
-                   for _ in range(8)]
+        threads = [
+            threading.Thread(target=lambda: results.append(cache.get("k", loader)))
+            for _ in range(8)
+        ]
         for t in threads:
             t.start()
         time.sleep(0.05)
@@ -230,8 +240,10 @@ class TestPublicKeyCache:
             t.join()
         assert len(calls) == 1 and len(results) == 8
 
-    def test_drop_during_load_keeps_the_result_out(self, keys: dict[str, crypto.PrivateKey],
-                                                   ) -> None:
+    def test_drop_during_load_keeps_the_result_out(
+        self,
+        keys: dict[str, crypto.PrivateKey],
+    ) -> None:
         cache = PublicKeyCache()
 
         def loader() -> crypto.PublicKey:

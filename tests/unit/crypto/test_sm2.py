@@ -99,9 +99,14 @@ def test_round_trip_and_tampering() -> None:
         der_sig(N, S),
         der_sig(R, N),
         der_sig(R, S) + b"\x00",  # trailing byte
-        b"\x30\x45\x02\x21\x00" + R.to_bytes(32, "big") + b"\x02\x20" + S.to_bytes(32, "big")
+        b"\x30\x45\x02\x21\x00"
+        + R.to_bytes(32, "big")
+        + b"\x02\x20"
+        + S.to_bytes(32, "big")
         + b"\x00",  # wrong outer length
-        b"\x30\x47\x02\x21\x00" + R.to_bytes(32, "big") + b"\x02\x22\x00\x00"
+        b"\x30\x47\x02\x21\x00"
+        + R.to_bytes(32, "big")
+        + b"\x02\x22\x00\x00"
         + S.to_bytes(32, "big"),  # s has a needless leading zero: not DER
         b"\x30\x81\x45" + der_sig(R, S)[2:],  # long-form length where short form fits
         R.to_bytes(32, "big") + S.to_bytes(32, "big"),  # raw r||s, not DER
@@ -141,8 +146,10 @@ def test_bad_public_keys_are_refused() -> None:
         with pytest.raises(crypto.KeyFormatError):
             SM2PublicKey(point)
     good = _der.sm2_spki(POINT)
-    p384 = _der.seq(_der.seq(_der.ID_EC_PUBLIC_KEY, _der.oid("1.3.132.0.34")),
-                    _der.tlv(_der.BIT_STRING, b"\x00" + POINT))
+    p384 = _der.seq(
+        _der.seq(_der.ID_EC_PUBLIC_KEY, _der.oid("1.3.132.0.34")),
+        _der.tlv(_der.BIT_STRING, b"\x00" + POINT),
+    )
     for der in (good + b"\x00", good[:-1], p384):
         with pytest.raises(crypto.KeyFormatError):
             SM2PublicKey.from_der(der)
@@ -211,8 +218,19 @@ def test_openssl_key_and_signature_are_accepted(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_bytes(key_pem)
     pub_pem = openssl("pkey", "-in", str(tmp_path / "key.pem"), "-pubout")
     (tmp_path / "msg").write_bytes(b"openssl signed this \x00\xff")
-    signature = openssl("pkeyutl", "-sign", "-inkey", str(tmp_path / "key.pem"), "-rawin",
-                        "-digest", "sm3", "-pkeyopt", DISTID, "-in", str(tmp_path / "msg"))
+    signature = openssl(
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        str(tmp_path / "key.pem"),
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        DISTID,
+        "-in",
+        str(tmp_path / "msg"),
+    )
     public = crypto.load_public_key("sm2-sm3", pub_pem)
     public.verify(signature, b"openssl signed this \x00\xff")
     with pytest.raises(crypto.InvalidSignature):
@@ -229,12 +247,23 @@ def test_our_key_and_signature_are_accepted_by_openssl(tmp_path: Path) -> None:
     (tmp_path / "pub.pem").write_text(key.public_key().public_pem())
     (tmp_path / "msg").write_bytes(b"anfu signed this")
     (tmp_path / "sig").write_bytes(key.sign(b"anfu signed this"))
-    verify = ("pkeyutl", "-verify", "-pubin", "-inkey", str(tmp_path / "pub.pem"), "-rawin",
-              "-digest", "sm3", "-pkeyopt", DISTID, "-sigfile", str(tmp_path / "sig"))
+    verify = (
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        str(tmp_path / "pub.pem"),
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        DISTID,
+        "-sigfile",
+        str(tmp_path / "sig"),
+    )
     assert b"Verified Successfully" in openssl(*verify, "-in", str(tmp_path / "msg"))
     (tmp_path / "msg").write_bytes(b"anfu signed that")
-    result = subprocess.run(["openssl", *verify, "-in", str(tmp_path / "msg")],
-                            capture_output=True)
+    result = subprocess.run(["openssl", *verify, "-in", str(tmp_path / "msg")], capture_output=True)
     assert result.returncode != 0
     # openssl reads our PKCS#8, plain and encrypted, and derives the same public key.
     (tmp_path / "key.pem").write_text(key.private_pem(None))
@@ -248,8 +277,16 @@ def test_our_key_and_signature_are_accepted_by_openssl(tmp_path: Path) -> None:
 @needs_openssl
 def test_openssl_encrypted_pkcs8_is_read(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_bytes(openssl("genpkey", "-algorithm", "SM2"))
-    encrypted = openssl("pkcs8", "-topk8", "-in", str(tmp_path / "key.pem"),
-                        "-v2", "aes-256-cbc", "-passout", "pass:s3cret")
+    encrypted = openssl(
+        "pkcs8",
+        "-topk8",
+        "-in",
+        str(tmp_path / "key.pem"),
+        "-v2",
+        "aes-256-cbc",
+        "-passout",
+        "pass:s3cret",
+    )
     key = crypto.load_private_key("sm2-sm3", encrypted, b"s3cret")
     pub = openssl("pkey", "-in", str(tmp_path / "key.pem"), "-pubout").decode()
     assert key.public_key().public_pem() == pub
