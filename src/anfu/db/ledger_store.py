@@ -7,8 +7,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, select, text
 
+from anfu.db.raw import Raw
 from anfu.db.tables import accounts, entries, transfers
 from anfu.ledger.model import AccountRef, Balance, Transfer, TransferKind
 
@@ -33,20 +34,37 @@ class AccountIdCache:
             self._ids.clear()
 
 
-_FIND_ACCOUNT = text(
-    "SELECT id FROM accounts WHERE owner_type=:ot AND owner_id=:oid AND kind=:k AND currency=:c")
-_APPLY = text(
+_FIND_ACCOUNT = ("SELECT id FROM accounts WHERE owner_type = :ot AND owner_id = :oid"
+                 " AND kind = :k AND currency = :c")
+_NEW_ACCOUNT = (
+    "INSERT INTO accounts (owner_type, owner_id, kind, currency, debits_posted,"
+    " credits_posted, debits_pending, credits_pending, no_overdraft, created_at)"
+    " VALUES (:ot, :oid, :k, :c, 0, 0, 0, 0, :nod, :now) RETURNING id")
+# One statement both guards against overdraft and applies the change (no read-modify-write
+# race, on SQLite or PostgreSQL), and hands back the balance for the entry.
+_APPLY = (
     "UPDATE accounts SET debits_posted = debits_posted + :dp, credits_posted = credits_posted"
     " + :cp, debits_pending = debits_pending + :dpe, credits_pending = credits_pending + :cpe"
     " WHERE id = :id AND (:reserve <= 0 OR NOT no_overdraft"
-    " OR credits_posted - debits_posted - debits_pending >= :reserve)")
-_BALANCE = text("SELECT credits_posted - debits_posted FROM accounts WHERE id = :id")
-_FIND_RESOLUTION = text("SELECT * FROM transfers WHERE pending_id = :pid")
-_FIND_TRANSFER = text("SELECT * FROM transfers WHERE id = :id")
+    " OR credits_posted - debits_posted - debits_pending >= :reserve)"
+    " RETURNING credits_posted - debits_posted")
+_FIND_TRANSFER = "SELECT * FROM transfers WHERE id = :id"
+_FIND_RESOLUTION = "SELECT * FROM transfers WHERE pending_id = :pid"
+_INSERT_TRANSFER = (
+    "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, currency,"
+    " pending_id, timeout_at, reference, description, reverses_id, created_at) VALUES (:id,"
+    " :kind, :dr, :cr, :amount, :currency, :pending_id, :timeout_at, :reference,"
+    " :description, :reverses_id, :created_at)")
+_INSERT_ENTRY = (
+    "INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)"
+    " VALUES (:a, :t, :amount, :b, :at)")
+_DUE_HOLDS = (
+    "SELECT t.* FROM transfers t WHERE t.kind = 'pending' AND t.timeout_at IS NOT NULL"
+    " AND t.timeout_at <= :now AND NOT EXISTS (SELECT 1 FROM transfers r"
+    " WHERE r.pending_id = t.id) ORDER BY t.timeout_at LIMIT :lim")
 
 
-def _transfer(row: Any) -> Transfer:
-    m = row._mapping
+def _transfer(m: dict[str, Any]) -> Transfer:
     return Transfer(id=m["id"], kind=TransferKind(m["kind"]),
                     debit_account_id=m["debit_account_id"],
                     credit_account_id=m["credit_account_id"], amount=m["amount"],
@@ -57,64 +75,57 @@ def _transfer(row: Any) -> Transfer:
 
 
 class SqlLedgerStore:
-    def __init__(self, conn: Connection, cache: AccountIdCache) -> None:
-        self._conn = conn
+    def __init__(self, conn: Connection, cache: AccountIdCache, now: float = 0.0,
+                 raw: Raw | None = None) -> None:
+        self._sql = raw or Raw(conn)
         self._cache = cache
-        self._now = 0.0
+        self._now = now
 
     def account_id(self, ref: AccountRef) -> int:
         cached = self._cache.get(ref)
         if cached is not None:
             return cached
-        params = {"ot": ref.owner_type.value, "oid": ref.owner_id, "k": ref.kind.value,
-                  "c": ref.currency}
-        found = self._conn.execute(_FIND_ACCOUNT, params).scalar()
+        params: dict[str, Any] = {"ot": ref.owner_type.value, "oid": ref.owner_id,
+                                  "k": ref.kind.value, "c": ref.currency}
+        found = self._sql.value(_FIND_ACCOUNT, params)
         if found is None:
-            found = self._conn.execute(insert(accounts).values(
-                owner_type=ref.owner_type.value, owner_id=ref.owner_id, kind=ref.kind.value,
-                currency=ref.currency, debits_posted=0, credits_posted=0, debits_pending=0,
-                credits_pending=0, no_overdraft=ref.no_overdraft, created_at=0.0,
-            ).returning(accounts.c.id)).scalar_one()
-        self._cache.put(ref, found)
+            found = self._sql.value(_NEW_ACCOUNT, {**params, "nod": ref.no_overdraft,
+                                                   "now": self._now})
+        self._cache.put(ref, int(found))
         return int(found)
 
     def find_transfer(self, transfer_id: str) -> Transfer | None:
-        row = self._conn.execute(_FIND_TRANSFER, {"id": transfer_id}).first()
+        row = self._sql.row(_FIND_TRANSFER, {"id": transfer_id})
         return None if row is None else _transfer(row)
 
     def find_resolution(self, pending_id: str) -> Transfer | None:
-        row = self._conn.execute(_FIND_RESOLUTION, {"pid": pending_id}).first()
+        row = self._sql.row(_FIND_RESOLUTION, {"pid": pending_id})
         return None if row is None else _transfer(row)
 
     def insert_transfer(self, transfer: Transfer) -> None:
-        self._conn.execute(insert(transfers).values(
-            id=transfer.id, kind=transfer.kind.value, debit_account_id=transfer.debit_account_id,
-            credit_account_id=transfer.credit_account_id, amount=transfer.amount,
-            currency=transfer.currency, pending_id=transfer.pending_id,
-            timeout_at=transfer.timeout_at, reference=transfer.reference,
-            description=transfer.description, reverses_id=transfer.reverses_id,
-            created_at=transfer.created_at))
+        self._sql.run(_INSERT_TRANSFER, {
+            "id": transfer.id, "kind": transfer.kind.value, "dr": transfer.debit_account_id,
+            "cr": transfer.credit_account_id, "amount": transfer.amount,
+            "currency": transfer.currency, "pending_id": transfer.pending_id,
+            "timeout_at": transfer.timeout_at, "reference": transfer.reference,
+            "description": transfer.description, "reverses_id": transfer.reverses_id,
+            "created_at": transfer.created_at})
 
     def apply(self, account_id: int, *, debits_posted: int = 0, credits_posted: int = 0,
-              debits_pending: int = 0, credits_pending: int = 0, reserve: int = 0) -> bool:
-        result = self._conn.execute(_APPLY, {
+              debits_pending: int = 0, credits_pending: int = 0,
+              reserve: int = 0) -> int | None:
+        after = self._sql.value(_APPLY, {
             "dp": debits_posted, "cp": credits_posted, "dpe": debits_pending,
             "cpe": credits_pending, "id": account_id, "reserve": reserve})
-        return result.rowcount == 1
+        return None if after is None else int(after)
 
     def add_entry(self, *, account_id: int, transfer_id: str, amount: int,
-                  created_at: float) -> None:
-        balance = self._conn.execute(_BALANCE, {"id": account_id}).scalar_one()
-        self._conn.execute(insert(entries).values(
-            account_id=account_id, transfer_id=transfer_id, amount=amount,
-            balance_after=balance, created_at=created_at))
+                  balance_after: int, created_at: float) -> None:
+        self._sql.run(_INSERT_ENTRY, {"a": account_id, "t": transfer_id, "amount": amount,
+                                      "b": balance_after, "at": created_at})
 
     def due_holds(self, now: float, limit: int) -> list[Transfer]:
-        rows = self._conn.execute(text(
-            "SELECT t.* FROM transfers t WHERE t.kind = 'pending' AND t.timeout_at IS NOT NULL"
-            " AND t.timeout_at <= :now AND NOT EXISTS (SELECT 1 FROM transfers r"
-            " WHERE r.pending_id = t.id) ORDER BY t.timeout_at LIMIT :lim"),
-            {"now": now, "lim": limit}).all()
+        rows = self._sql.rows(_DUE_HOLDS, {"now": now, "lim": limit})
         return [_transfer(r) for r in rows]
 
 

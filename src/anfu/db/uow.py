@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, insert, select
 
 from anfu.db.ledger_store import AccountIdCache, SqlLedgerStore
-from anfu.db.tables import events, idempotency_keys, jobs, refunds, trades
+from anfu.db.raw import Raw
+from anfu.db.tables import jobs, refunds, trades
 from anfu.trades.model import CloseReason, Refund, Trade, TradeMode, TradeStatus
 
 
@@ -20,12 +21,30 @@ def new_id(prefix: str) -> str:
 
 
 _TRADE_COLUMNS = [c.name for c in trades.columns]
-_SELECT_TRADE = text("SELECT * FROM trades WHERE trade_no = :t")
-_SELECT_TRADE_OUT = text("SELECT * FROM trades WHERE merchant_id = :m AND out_trade_no = :o")
+_SELECT_TRADE = "SELECT * FROM trades WHERE trade_no = :t"
+_SELECT_TRADE_OUT = "SELECT * FROM trades WHERE merchant_id = :m AND out_trade_no = :o"
+# Column names come from the schema, never from a request.
+_INSERT_TRADE = (f"INSERT INTO trades ({', '.join(_TRADE_COLUMNS)}) VALUES"  # noqa: S608
+                 f" ({', '.join(':' + c for c in _TRADE_COLUMNS)})")
+_INSERT_EVENT = (
+    "INSERT INTO events (id, merchant_id, trade_no, type, data, created_at, notify_url,"
+    " delivery_status, attempts, next_attempt_at) VALUES (:id, :merchant_id, :trade_no,"
+    " :type, :data, :created_at, :notify_url, :status, 0, :next)")
+_FIND_IDEMPOTENCY = ("SELECT request_hash, status_code, response_body, expires_at"
+                     " FROM idempotency_keys WHERE scope = :s AND key = :k")
+_DROP_IDEMPOTENCY = "DELETE FROM idempotency_keys WHERE scope = :s AND key = :k"
+_SAVE_IDEMPOTENCY = (
+    "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response_body,"
+    " expires_at) VALUES (:s, :k, :h, :c, :b, :e)")
+_FIND_JOB = "SELECT id FROM jobs WHERE kind = :k AND ref = :r"
+_NEW_JOB = ("INSERT INTO jobs (kind, ref, run_at, status) VALUES (:k, :r, :at, 'pending')")
+_FINISH_JOB = ("UPDATE jobs SET status = 'done', done_at = :now, result = :res"
+               " WHERE id = :id AND status = 'pending'")
+_NOTIFY_URL = "SELECT notify_url FROM merchants WHERE merchant_id = :m"
 
 
 def trade_from_row(row: Any) -> Trade:
-    m = dict(row._mapping)
+    m = row if isinstance(row, dict) else dict(row._mapping)
     m["mode"] = TradeMode(m["mode"])
     m["status"] = TradeStatus(m["status"])
     m["close_reason"] = CloseReason(m["close_reason"]) if m["close_reason"] else None
@@ -41,29 +60,46 @@ def _db_value(value: Any) -> Any:
     return value.value if hasattr(value, "value") else value
 
 
+_UPDATE_CACHE: dict[tuple[str, ...], str] = {}
+
+
+def _update_trade_sql(names: tuple[str, ...]) -> str:
+    sql = _UPDATE_CACHE.get(names)
+    if sql is None:
+        unknown = set(names) - set(_TRADE_COLUMNS)
+        if unknown:
+            raise ValueError(f"not trade columns: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = :{name}" for name in names)
+        sql = f"UPDATE trades SET {assignments} WHERE trade_no = :_trade_no"  # noqa: S608
+        _UPDATE_CACHE[names] = sql
+    return sql
+
+
 class SqlTradeStore:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, raw: Raw | None = None) -> None:
         self._conn = conn
+        self._sql = raw or Raw(conn)
 
     def get(self, trade_no: str) -> Trade | None:
-        row = self._conn.execute(_SELECT_TRADE, {"t": trade_no}).first()
+        row = self._sql.row(_SELECT_TRADE, {"t": trade_no})
         return None if row is None else trade_from_row(row)
 
     def by_out_trade_no(self, merchant_id: str, out_trade_no: str) -> Trade | None:
-        row = self._conn.execute(_SELECT_TRADE_OUT, {"m": merchant_id, "o": out_trade_no}).first()
+        row = self._sql.row(_SELECT_TRADE_OUT, {"m": merchant_id, "o": out_trade_no})
         return None if row is None else trade_from_row(row)
 
     def insert(self, trade: Trade) -> None:
-        values = {name: _db_value(getattr(trade, name)) for name in _TRADE_COLUMNS}
-        self._conn.execute(insert(trades).values(**values))
+        self._sql.run(_INSERT_TRADE, {name: _db_value(getattr(trade, name))
+                                      for name in _TRADE_COLUMNS})
         trade.changed.clear()
 
     def save(self, trade: Trade) -> None:
         if not trade.changed:
             return
-        values = {name: _db_value(getattr(trade, name)) for name in trade.changed}
-        self._conn.execute(update(trades).where(trades.c.trade_no == trade.trade_no)
-                           .values(**values))
+        names = sorted(trade.changed)
+        values = {name: _db_value(getattr(trade, name)) for name in names}
+        values["_trade_no"] = trade.trade_no
+        self._sql.run(_update_trade_sql(tuple(names)), values)
         trade.changed.clear()
 
     def refund(self, trade_no: str, out_refund_no: str) -> Refund | None:
@@ -80,31 +116,29 @@ class SqlTradeStore:
 
 
 class SqlOutbox:
-    def __init__(self, conn: Connection, now: float) -> None:
-        self._conn = conn
+    def __init__(self, raw: Raw, now: float) -> None:
+        self._sql = raw
         self._now = now
 
     def add(self, *, merchant_id: str, trade_no: str | None, type: str,
             data: dict[str, Any], notify_url: str | None) -> str:
         event_id = new_id("evt_")
-        self._conn.execute(insert(events).values(
-            id=event_id, merchant_id=merchant_id, trade_no=trade_no, type=type,
-            data=orjson.dumps(data).decode(), created_at=self._now, notify_url=notify_url,
-            delivery_status="pending" if notify_url else "none", attempts=0,
-            next_attempt_at=self._now if notify_url else None))
+        self._sql.run(_INSERT_EVENT, {
+            "id": event_id, "merchant_id": merchant_id, "trade_no": trade_no, "type": type,
+            "data": orjson.dumps(data).decode(), "created_at": self._now,
+            "notify_url": notify_url, "status": "pending" if notify_url else "none",
+            "next": self._now if notify_url else None})
         return event_id
 
 
 class SqlJobStore:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, raw: Raw | None = None) -> None:
         self._conn = conn
+        self._sql = raw or Raw(conn)
 
     def schedule(self, *, kind: str, ref: str, run_at: float) -> None:
-        exists = self._conn.execute(select(jobs.c.id).where(
-            jobs.c.kind == kind, jobs.c.ref == ref)).first()
-        if exists is None:
-            self._conn.execute(insert(jobs).values(kind=kind, ref=ref, run_at=run_at,
-                                                   status="pending"))
+        if self._sql.value(_FIND_JOB, {"k": kind, "r": ref}) is None:
+            self._sql.run(_NEW_JOB, {"k": kind, "r": ref, "at": run_at})
 
     def due(self, now: float, limit: int) -> list[tuple[int, str, str]]:
         rows = self._conn.execute(select(jobs.c.id, jobs.c.kind, jobs.c.ref).where(
@@ -113,35 +147,29 @@ class SqlJobStore:
         return [(r.id, r.kind, r.ref) for r in rows]
 
     def finish(self, job_id: int, result: str, now: float) -> bool:
-        done = self._conn.execute(update(jobs).where(
-            jobs.c.id == job_id, jobs.c.status == "pending",
-        ).values(status="done", done_at=now, result=result))
-        return done.rowcount == 1
+        return self._sql.run(_FINISH_JOB, {"id": job_id, "res": result, "now": now}) == 1
 
 
 class SqlIdempotency:
-    def __init__(self, conn: Connection, now: float, ttl_s: float) -> None:
-        self._conn = conn
+    def __init__(self, raw: Raw, now: float, ttl_s: float) -> None:
+        self._sql = raw
         self._now = now
         self._ttl = ttl_s
 
     def find(self, scope: str, key: str) -> tuple[str, int, str] | None:
-        row = self._conn.execute(select(
-            idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
-            idempotency_keys.c.response_body, idempotency_keys.c.expires_at,
-        ).where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)).first()
-        if row is None or row.expires_at < self._now:
+        row = self._sql.row(_FIND_IDEMPOTENCY, {"s": scope, "k": key})
+        if row is None:
             return None
-        return row.request_hash, row.status_code, row.response_body
+        if row["expires_at"] < self._now:  # kept past its TTL: forget it now
+            self._sql.run(_DROP_IDEMPOTENCY, {"s": scope, "k": key})
+            return None
+        return row["request_hash"], row["status_code"], row["response_body"]
 
     def save(self, scope: str, key: str, request_hash: str, status_code: int,
              body: str) -> None:
-        self._conn.execute(idempotency_keys.delete().where(
-            idempotency_keys.c.scope == scope, idempotency_keys.c.key == key,
-            idempotency_keys.c.expires_at < self._now))
-        self._conn.execute(insert(idempotency_keys).values(
-            scope=scope, key=key, request_hash=request_hash, status_code=status_code,
-            response_body=body, expires_at=self._now + self._ttl))
+        self._sql.run(_SAVE_IDEMPOTENCY, {"s": scope, "k": key, "h": request_hash,
+                                          "c": status_code, "b": body,
+                                          "e": self._now + self._ttl})
 
 
 @dataclass
@@ -150,23 +178,19 @@ class SqlUnitOfWork:
     now: float
     account_ids: AccountIdCache
     idempotency_ttl_s: float = 48 * 3600
-    _cache: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ledger = SqlLedgerStore(self.conn, self.account_ids)
-        self.trades = SqlTradeStore(self.conn)
-        self.outbox = SqlOutbox(self.conn, self.now)
-        self.jobs = SqlJobStore(self.conn)
-        self.idempotency = SqlIdempotency(self.conn, self.now, self.idempotency_ttl_s)
+        raw = Raw(self.conn)
+        self.ledger = SqlLedgerStore(self.conn, self.account_ids, self.now, raw)
+        self.trades = SqlTradeStore(self.conn, raw)
+        self.outbox = SqlOutbox(raw, self.now)
+        self.jobs = SqlJobStore(self.conn, raw)
+        self.idempotency = SqlIdempotency(raw, self.now, self.idempotency_ttl_s)
+        self._raw = raw
 
     def new_id(self, prefix: str) -> str:
         return new_id(prefix)
 
     def merchant_notify_url(self, merchant_id: str) -> str | None:
-        key = f"notify:{merchant_id}"
-        if key not in self._cache:
-            self._cache[key] = self.conn.execute(text(
-                "SELECT notify_url FROM merchants WHERE merchant_id = :m"),
-                {"m": merchant_id}).scalar()
-        url: str | None = self._cache[key]
+        url: str | None = self._raw.value(_NOTIFY_URL, {"m": merchant_id})
         return url

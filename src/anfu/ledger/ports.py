@@ -20,13 +20,13 @@ class LedgerStore(Protocol):
 
     def apply(self, account_id: int, *, debits_posted: int = 0, credits_posted: int = 0,
               debits_pending: int = 0, credits_pending: int = 0,
-              reserve: int = 0) -> bool:
+              reserve: int = 0) -> int | None:
         """Add the deltas to the account. When ``reserve`` > 0 and the account may not be
-        overdrawn, apply only if its available balance covers ``reserve``; report whether
-        the change was applied."""
+        overdrawn, apply only if its available balance covers ``reserve``. Returns the
+        posted balance after the change, or None if it was refused."""
 
     def add_entry(self, *, account_id: int, transfer_id: str, amount: int,
-                  created_at: float) -> None:
+                  balance_after: int, created_at: float) -> None:
         """Append a posted entry (+credit/-debit) with the account's balance after it."""
 
     def due_holds(self, now: float, limit: int) -> list[Transfer]:

@@ -46,21 +46,33 @@ def transfer(store: LedgerStore, *, transfer_id: str, debit: AccountRef, credit:
         reference=reference, description=description)
     if (existing := _idempotent(store, wanted)) is not None:
         return existing
-    guard = amount if debit.no_overdraft else 0
     if pending:
-        if not store.apply(debit_id, debits_pending=amount, reserve=guard):
+        if store.apply(debit_id, debits_pending=amount, reserve=amount) is None:
             raise _insufficient(debit)
         store.apply(credit_id, credits_pending=amount)
     else:
-        if not store.apply(debit_id, debits_posted=amount, reserve=guard):
-            raise _insufficient(debit)
-        store.apply(credit_id, credits_posted=amount)
-        store.add_entry(account_id=debit_id, transfer_id=transfer_id, amount=-amount,
-                        created_at=now)
-        store.add_entry(account_id=credit_id, transfer_id=transfer_id, amount=amount,
-                        created_at=now)
+        try:
+            _post(store, transfer_id, debit_id, credit_id, amount, now, reserve=amount)
+        except InsufficientFunds:
+            raise _insufficient(debit) from None
     store.insert_transfer(wanted)
     return wanted
+
+
+def _post(store: LedgerStore, transfer_id: str, debit_id: int, credit_id: int, amount: int,
+          now: float, *, reserve: int, release: int = 0) -> None:
+    """Post ``amount`` (and release ``release`` of a hold on both sides), with entries."""
+    debit_after = store.apply(debit_id, debits_posted=amount, debits_pending=-release,
+                              reserve=reserve)
+    if debit_after is None:
+        raise _insufficient(f"account {debit_id}")
+    credit_after = store.apply(credit_id, credits_posted=amount, credits_pending=-release)
+    assert credit_after is not None
+    if amount:
+        store.add_entry(account_id=debit_id, transfer_id=transfer_id, amount=-amount,
+                        balance_after=debit_after, created_at=now)
+        store.add_entry(account_id=credit_id, transfer_id=transfer_id, amount=amount,
+                        balance_after=credit_after, created_at=now)
 
 
 def _open_hold(store: LedgerStore, pending_id: str) -> Transfer:
@@ -84,15 +96,8 @@ def _resolve(store: LedgerStore, *, transfer_id: str, pending_id: str, kind: Tra
     if store.find_resolution(pending_id) is not None:
         raise InvalidState(f"hold {pending_id!r} was already posted, voided or expired",
                            code="pending_transfer_resolved")
-    store.apply(hold.debit_account_id, debits_pending=-hold.amount,
-                debits_posted=posted if kind is TransferKind.POST else 0)
-    store.apply(hold.credit_account_id, credits_pending=-hold.amount,
-                credits_posted=posted if kind is TransferKind.POST else 0)
-    if kind is TransferKind.POST:
-        store.add_entry(account_id=hold.debit_account_id, transfer_id=transfer_id,
-                        amount=-posted, created_at=now)
-        store.add_entry(account_id=hold.credit_account_id, transfer_id=transfer_id,
-                        amount=posted, created_at=now)
+    _post(store, transfer_id, hold.debit_account_id, hold.credit_account_id,
+          posted if kind is TransferKind.POST else 0, now, reserve=0, release=hold.amount)
     store.insert_transfer(wanted)
     return wanted
 
@@ -133,13 +138,7 @@ def reverse(store: LedgerStore, *, transfer_id: str, original_id: str, now: floa
         description=description or f"reversal of {original_id}", reverses_id=original_id)
     if (existing := _idempotent(store, wanted)) is not None:
         return existing
-    if not store.apply(wanted.debit_account_id, debits_posted=wanted.amount,
-                       reserve=wanted.amount):
-        raise _insufficient(f"account {wanted.debit_account_id}")
-    store.apply(wanted.credit_account_id, credits_posted=wanted.amount)
-    store.add_entry(account_id=wanted.debit_account_id, transfer_id=transfer_id,
-                    amount=-wanted.amount, created_at=now)
-    store.add_entry(account_id=wanted.credit_account_id, transfer_id=transfer_id,
-                    amount=wanted.amount, created_at=now)
+    _post(store, transfer_id, wanted.debit_account_id, wanted.credit_account_id,
+          wanted.amount, now, reserve=wanted.amount)
     store.insert_transfer(wanted)
     return wanted
