@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import QueuePool
 
 
 def make_engine(url: str, *, writer: bool = False, pool_size: int = 8) -> Engine:
@@ -25,7 +25,8 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 8) -> Engine
 
 
 def _sqlite_engine(url: str, *, writer: bool) -> Engine:
-    engine = create_engine(url, poolclass=NullPool if writer else QueuePool,
+    engine = create_engine(url, poolclass=QueuePool, pool_size=1 if writer else 8,
+                           max_overflow=0 if writer else 8,
                            connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
