@@ -65,6 +65,6 @@ def open_harness(folder: Path) -> Harness:
     upgrade(url)
     engine = make_engine(url, writer=True)
     ids = AccountIdCache()
-    writer = Writer(engine, max_batch=64, wait_ms=0.5, on_failure=ids.clear)
+    writer = Writer(engine, max_batch=64, wait_ms=0.5, listeners=(ids,))
     writer.start()
     return Harness(url, engine, make_engine(url), writer, Clock(), ids)

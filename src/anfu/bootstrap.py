@@ -74,12 +74,9 @@ def build(settings: Settings, *, clock: Clock = time.time,
     metrics = Metrics()
     account_ids = AccountIdCache()
 
-    def batch_failed() -> None:
-        account_ids.clear()
-
     writer = Writer(engine, max_batch=settings.group_commit_max,
                     wait_ms=settings.group_commit_wait_ms, on_batch=metrics.observe_batch,
-                    on_failure=batch_failed)
+                    listeners=(account_ids,))
     writer.start()
     return Platform(
         settings=settings, clock=clock, engine=engine, read_engine=read_engine, writer=writer,

@@ -16,22 +16,43 @@ from anfu.ledger.model import AccountRef, Balance, Transfer, TransferKind
 
 class AccountIdCache:
     """Account ids never change once committed; this cache saves a query per account use.
-    Cleared when a write batch fails, since ids made inside it were never committed."""
+
+    An id seen inside a write job is only staged: it becomes visible to other jobs of the
+    batch once its job succeeded, and cached for good only once the batch committed. A job
+    or batch that rolls back takes its staged ids with it (else a refused transfer to a new
+    payee would leave the id of a never-committed account behind, which the database may
+    hand to another account). The writer drives this through ``TransactionListener``.
+    """
 
     def __init__(self) -> None:
         self._ids: dict[AccountRef, int] = {}
+        self._batch: dict[AccountRef, int] = {}
+        self._job: dict[AccountRef, int] = {}
         self._lock = threading.Lock()
 
     def get(self, ref: AccountRef) -> int | None:
-        return self._ids.get(ref)
+        return self._job.get(ref) or self._batch.get(ref) or self._ids.get(ref)
 
     def put(self, ref: AccountRef, account_id: int) -> None:
-        with self._lock:
-            self._ids[ref] = account_id
+        self._job[ref] = account_id
+
+    def job_ended(self, ok: bool) -> None:
+        if ok:
+            self._batch.update(self._job)
+        self._job.clear()
+
+    def batch_ended(self, committed: bool) -> None:
+        if committed:
+            with self._lock:
+                self._ids.update(self._batch)
+        self._batch.clear()
+        self._job.clear()
 
     def clear(self) -> None:
         with self._lock:
             self._ids.clear()
+        self._batch.clear()
+        self._job.clear()
 
 
 _FIND_ACCOUNT = ("SELECT id FROM accounts WHERE owner_type = :ot AND owner_id = :oid"

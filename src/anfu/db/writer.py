@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from sqlalchemy import Connection, Engine
@@ -37,10 +37,19 @@ OPERATIONAL_ERRORS = (OperationalError, DBAPIError, sqlite3.OperationalError,
 _RETRIES = 5
 
 
+class TransactionListener(Protocol):
+    """Told how each job and batch ended, for state that must follow the transaction."""
+
+    def job_ended(self, ok: bool) -> None: ...
+
+    def batch_ended(self, committed: bool) -> None: ...
+
+
 class Writer:
     def __init__(self, engine: Engine, *, max_batch: int = 256, wait_ms: float = 1.0,
                  on_batch: Callable[[int, float], None] | None = None,
-                 on_failure: Callable[[], None] | None = None) -> None:
+                 on_failure: Callable[[], None] | None = None,
+                 listeners: tuple[TransactionListener, ...] = ()) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._wait_s = wait_ms / 1000.0
@@ -48,6 +57,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._on_batch = on_batch
         self._on_failure = on_failure
+        self._listeners = listeners
 
     def start(self) -> None:
         if self._thread is None:
@@ -108,12 +118,15 @@ class Writer:
         for attempt in range(_RETRIES):
             try:
                 outcomes = self._attempt(batch)
+                self._batch_ended(True)
             except OPERATIONAL_ERRORS as exc:
+                self._batch_ended(False)
                 log.warning("write batch of %d failed (attempt %d): %s", len(batch),
                             attempt + 1, type(exc).__name__)
                 time.sleep(0.005 * (attempt + 1))
                 continue
             except Exception:  # a bug must not kill the writer: fail this batch loudly
+                self._batch_ended(False)
                 log.exception("write batch crashed")
                 break
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
@@ -130,6 +143,14 @@ class Writer:
             future.set_exception(Unavailable("the database did not accept the write; retry",
                                              code="storage_unavailable"))
 
+    def _batch_ended(self, committed: bool) -> None:
+        for listener in self._listeners:
+            listener.batch_ended(committed)
+
+    def _job_ended(self, ok: bool) -> None:
+        for listener in self._listeners:
+            listener.job_ended(ok)
+
     def _attempt(self, batch: list[tuple[Job, Future[Any]]]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         with self._engine.connect() as conn, conn.begin():
@@ -143,31 +164,33 @@ class Writer:
                 try:
                     value = job(conn)
                 except AnfuError as exc:
-                    _undo(cursor)
+                    self._undo(cursor)
                     outcomes.append((False, exc))
                 except INTEGRITY_ERRORS as exc:
                     # Another process won a race on a unique key: a retry by the caller
                     # finds the winner's row and answers idempotently.
-                    _undo(cursor)
+                    self._undo(cursor)
                     log.info("integrity conflict in write job: %s", exc)
                     outcomes.append((False, Conflict(
                         "a concurrent request changed the same object; retry",
                         code="concurrent_update")))
                 except OPERATIONAL_ERRORS:
+                    self._job_ended(False)
                     raise  # deadlock, lost connection, disk full: retry the whole batch
                 except Exception as exc:
-                    _undo(cursor)
+                    self._undo(cursor)
                     log.exception("write job failed")
                     outcomes.append((False, Unavailable(
                         "the platform could not complete this write",
                         code="internal_error", cause=type(exc).__name__)))
                 else:
                     cursor.execute("RELEASE SAVEPOINT anfu_job")
+                    self._job_ended(True)
                     outcomes.append((True, value))
             cursor.close()
         return outcomes
 
-
-def _undo(cursor: Any) -> None:
-    cursor.execute("ROLLBACK TO SAVEPOINT anfu_job")
-    cursor.execute("RELEASE SAVEPOINT anfu_job")
+    def _undo(self, cursor: Any) -> None:
+        cursor.execute("ROLLBACK TO SAVEPOINT anfu_job")
+        cursor.execute("RELEASE SAVEPOINT anfu_job")
+        self._job_ended(False)

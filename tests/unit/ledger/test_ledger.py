@@ -167,3 +167,17 @@ def test_property_invariants_hold_after_any_sequence(tmp_path_factory: pytest.Te
             assert 0 <= available <= balance
     finally:
         h.close()
+
+
+def test_refused_transfer_to_a_new_account_leaves_no_stale_account_id(h: Harness) -> None:
+    fund(h, "alice", 100)
+    with pytest.raises(InsufficientFunds):
+        h.write(lambda uow: ledger.transfer(uow.ledger, transfer_id="t1",
+                                            debit=wallet("alice"), credit=wallet("newbie"),
+                                            amount=1000, now=uow.now))
+    fund(h, "carol", 500)  # the next account the database creates
+    h.write(lambda uow: ledger.transfer(uow.ledger, transfer_id="t2", debit=wallet("alice"),
+                                        credit=wallet("newbie"), amount=50, now=uow.now))
+    assert posted(h, "newbie") == (50, 50)
+    assert posted(h, "carol") == (500, 500)
+    assert h.invariants().ok
