@@ -25,7 +25,7 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, platform=platform, zone="admin")
     add_health(app, "admin")
 
-    def operator(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def operator(authorization: Annotated[str | None, Header()] = None) -> None:
         if admin_token is None:
             return
         given = (authorization or "").removeprefix("Bearer ")

@@ -4,6 +4,7 @@ the invariant check used by tests and the admin zone."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import Connection, select, text
 
 from anfu.db.raw import Raw
 from anfu.db.tables import accounts, entries, transfers
+from anfu.ledger.batch import AccountState, Entry
 from anfu.ledger.model import AccountRef, Balance, Transfer, TransferKind
 
 
@@ -79,6 +81,10 @@ _INSERT_TRANSFER = (
 _INSERT_ENTRY = (
     "INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)"
     " VALUES (:a, :t, :amount, :b, :at)")
+_SET_ACCOUNT = ("UPDATE accounts SET debits_posted = :dp, credits_posted = :cp,"
+                " debits_pending = :dpe, credits_pending = :cpe WHERE id = :id")
+_CHUNK = 500
+_STATE = "id, debits_posted, credits_posted, debits_pending, credits_pending, no_overdraft"
 _DUE_HOLDS = (
     "SELECT t.* FROM transfers t WHERE t.kind = 'pending' AND t.timeout_at IS NOT NULL"
     " AND t.timeout_at <= :now AND NOT EXISTS (SELECT 1 FROM transfers r"
@@ -144,6 +150,51 @@ class SqlLedgerStore:
                   balance_after: int, created_at: float) -> None:
         self._sql.run(_INSERT_ENTRY, {"a": account_id, "t": transfer_id, "amount": amount,
                                       "b": balance_after, "at": created_at})
+
+    # ---- batches (ledger/batch.py) -------------------------------------------------------
+
+    def find_transfers(self, ids: Sequence[str]) -> dict[str, Transfer]:
+        found: dict[str, Transfer] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            params = {f"i{n}": v for n, v in enumerate(chunk)}
+            marks = ", ".join(f":i{n}" for n in range(len(chunk)))
+            for row in self._sql.rows(f"SELECT * FROM transfers WHERE id IN ({marks})",  # noqa: S608
+                                      params):
+                found[row["id"]] = _transfer(row)
+        return found
+
+    def lock_accounts(self, account_ids: Sequence[int]) -> dict[int, AccountState]:
+        # Ascending id order on PostgreSQL so that two batches never wait on each other in a
+        # cycle; SQLite's writer already holds the database lock (BEGIN IMMEDIATE).
+        lock = " ORDER BY id FOR UPDATE" if self._sql.is_postgres else ""
+        states: dict[int, AccountState] = {}
+        for start in range(0, len(account_ids), _CHUNK):
+            chunk = account_ids[start:start + _CHUNK]
+            params = {f"i{n}": v for n, v in enumerate(chunk)}
+            marks = ", ".join(f":i{n}" for n in range(len(chunk)))
+            sql = f"SELECT {_STATE} FROM accounts WHERE id IN ({marks}){lock}"  # noqa: S608
+            for r in self._sql.rows(sql, params):
+                states[r["id"]] = AccountState(r["debits_posted"], r["credits_posted"],
+                                               r["debits_pending"], r["credits_pending"],
+                                               bool(r["no_overdraft"]))
+        return states
+
+    def write_batch(self, transfers: Sequence[Transfer], entries: Sequence[Entry],
+                    accounts: dict[int, AccountState]) -> None:
+        self._sql.run_many(_INSERT_TRANSFER, [{
+            "id": t.id, "kind": t.kind.value, "dr": t.debit_account_id,
+            "cr": t.credit_account_id, "amount": t.amount, "currency": t.currency,
+            "pending_id": t.pending_id, "timeout_at": t.timeout_at, "reference": t.reference,
+            "description": t.description, "reverses_id": t.reverses_id,
+            "created_at": t.created_at} for t in transfers])
+        self._sql.run_many(_INSERT_ENTRY, [{
+            "a": e.account_id, "t": e.transfer_id, "amount": e.amount, "b": e.balance_after,
+            "at": e.created_at} for e in entries])
+        self._sql.run_many(_SET_ACCOUNT, [{
+            "id": account_id, "dp": a.debits_posted, "cp": a.credits_posted,
+            "dpe": a.debits_pending, "cpe": a.credits_pending}
+            for account_id, a in accounts.items()])
 
     def due_holds(self, now: float, limit: int) -> list[Transfer]:
         rows = self._sql.rows(_DUE_HOLDS, {"now": now, "lim": limit})

@@ -59,3 +59,11 @@ class Raw:
         cur.execute(_pg(sql) if self._pg_style else sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def run_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._cursor.executemany(_pg(sql) if self._pg_style else sql, rows)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self._pg_style

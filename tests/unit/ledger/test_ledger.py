@@ -181,3 +181,33 @@ def test_refused_transfer_to_a_new_account_leaves_no_stale_account_id(h: Harness
     assert posted(h, "newbie") == (50, 50)
     assert posted(h, "carol") == (500, 500)
     assert h.invariants().ok
+
+
+def test_batch_applies_in_order_each_on_its_own(h: Harness) -> None:
+    from anfu.ledger.batch import TransferRequest, create_transfers
+
+    fund(h, "alice", 1000)
+    requests = [
+        TransferRequest("b1", wallet("alice"), wallet("bob"), 600),
+        TransferRequest("b2", wallet("alice"), wallet("bob"), 600),   # would overdraw now
+        TransferRequest("b3", wallet("alice"), AccountRef.escrow("CNY"), 300, pending=True),
+        TransferRequest("b4", wallet("alice"), wallet("bob"), 200),   # 100 left after hold
+        TransferRequest("b1", wallet("alice"), wallet("bob"), 600),   # repeat of b1: same
+        TransferRequest("b1", wallet("alice"), wallet("bob"), 601),   # reuse of b1: refused
+        TransferRequest("b5", wallet("alice"), wallet("alice"), 1),
+        TransferRequest("b6", wallet("alice"), AccountRef.wallet("bob", "USD"), 1),
+        TransferRequest("b7", wallet("alice"), wallet("carol"), 100),
+    ]
+    results = h.write(lambda uow: create_transfers(uow.ledger, requests=requests,
+                                                   now=uow.now))
+    assert [r.code for r in results] == [None, "insufficient_funds", None,
+                                         "insufficient_funds", None, "transfer_id_reused",
+                                         "same_account", "currency_mismatch", None]
+    assert posted(h, "alice") == (300, 0)
+    assert posted(h, "bob") == (600, 600)
+    assert posted(h, "carol") == (100, 100)
+    again = h.write(lambda uow: create_transfers(uow.ledger, requests=requests[:1],
+                                                 now=uow.now))
+    assert again[0].ok and posted(h, "bob") == (600, 600)
+    report = h.invariants()
+    assert report.ok, report.violations
