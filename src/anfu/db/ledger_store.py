@@ -33,7 +33,8 @@ class AccountIdCache:
         self._lock = threading.Lock()
 
     def get(self, ref: AccountRef) -> int | None:
-        return self._job.get(ref) or self._batch.get(ref) or self._ids.get(ref)
+        # committed ids first: the common case costs one lookup
+        return self._ids.get(ref) or self._job.get(ref) or self._batch.get(ref)
 
     def put(self, ref: AccountRef, account_id: int) -> None:
         self._job[ref] = account_id
@@ -81,8 +82,14 @@ _INSERT_TRANSFER = (
 _INSERT_ENTRY = (
     "INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)"
     " VALUES (:a, :t, :amount, :b, :at)")
-_SET_ACCOUNT = ("UPDATE accounts SET debits_posted = :dp, credits_posted = :cp,"
-                " debits_pending = :dpe, credits_pending = :cpe WHERE id = :id")
+_BULK_TRANSFER = (
+    "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, currency,"
+    " pending_id, timeout_at, reference, description, reverses_id, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_BULK_ENTRY = ("INSERT INTO entries (account_id, transfer_id, amount, balance_after,"
+               " created_at) VALUES (?, ?, ?, ?, ?)")
+_BULK_ACCOUNT = ("UPDATE accounts SET debits_posted = ?, credits_posted = ?,"
+                 " debits_pending = ?, credits_pending = ? WHERE id = ?")
 _CHUNK = 500
 _STATE = "id, debits_posted, credits_posted, debits_pending, credits_pending, no_overdraft"
 _DUE_HOLDS = (
@@ -182,18 +189,13 @@ class SqlLedgerStore:
 
     def write_batch(self, transfers: Sequence[Transfer], entries: Sequence[Entry],
                     accounts: dict[int, AccountState]) -> None:
-        self._sql.run_many(_INSERT_TRANSFER, [{
-            "id": t.id, "kind": t.kind.value, "dr": t.debit_account_id,
-            "cr": t.credit_account_id, "amount": t.amount, "currency": t.currency,
-            "pending_id": t.pending_id, "timeout_at": t.timeout_at, "reference": t.reference,
-            "description": t.description, "reverses_id": t.reverses_id,
-            "created_at": t.created_at} for t in transfers])
-        self._sql.run_many(_INSERT_ENTRY, [{
-            "a": e.account_id, "t": e.transfer_id, "amount": e.amount, "b": e.balance_after,
-            "at": e.created_at} for e in entries])
-        self._sql.run_many(_SET_ACCOUNT, [{
-            "id": account_id, "dp": a.debits_posted, "cp": a.credits_posted,
-            "dpe": a.debits_pending, "cpe": a.credits_pending}
+        self._sql.run_many(_BULK_TRANSFER, [
+            (t.id, t.kind.value, t.debit_account_id, t.credit_account_id, t.amount, t.currency,
+             t.pending_id, t.timeout_at, t.reference, t.description, t.reverses_id,
+             t.created_at) for t in transfers])
+        self._sql.run_many(_BULK_ENTRY, list(entries))
+        self._sql.run_many(_BULK_ACCOUNT, [
+            (a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, account_id)
             for account_id, a in accounts.items()])
 
     def due_holds(self, now: float, limit: int) -> list[Transfer]:

@@ -60,9 +60,11 @@ class Raw:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
-    def run_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+    def run_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Bulk statement with positional ``?`` placeholders: tuples bind faster than
+        dicts, which matters at tens of thousands of rows per second."""
         if rows:
-            self._cursor.executemany(_pg(sql) if self._pg_style else sql, rows)
+            self._cursor.executemany(sql.replace("?", "%s") if self._pg_style else sql, rows)
 
     @property
     def is_postgres(self) -> bool:

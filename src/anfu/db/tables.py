@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(naming_convention={
@@ -51,14 +52,22 @@ transfers = Table(
     Column("credit_account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("pending_id", String(64), nullable=True, unique=True),
+    Column("pending_id", String(64), nullable=True),
     Column("timeout_at", Float, nullable=True),
     Column("reference", String(64), nullable=True),
     Column("description", String(200), nullable=True),
-    Column("reverses_id", String(64), nullable=True, unique=True),
+    Column("reverses_id", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
 )
-Index("ix_transfers_pending_timeout", transfers.c.kind, transfers.c.timeout_at)
+# Partial indexes: most transfers are single-phase and should not pay for what only holds
+# and their resolutions need. (Kept in step with migration 0001.)
+_PENDING = text("kind = 'pending'")
+Index("ix_transfers_pending_timeout", transfers.c.timeout_at, sqlite_where=_PENDING,
+      postgresql_where=_PENDING)
+for _column in (transfers.c.pending_id, transfers.c.reverses_id):
+    _present = _column.isnot(None)
+    Index(f"uq_transfers_{_column.name}", _column, unique=True, sqlite_where=_present,
+          postgresql_where=_present)
 
 entries = Table(
     "entries", metadata,

@@ -235,12 +235,20 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['credit_account_id'], ['accounts.id'], name=op.f('fk_transfers_credit_account_id_accounts')),
     sa.ForeignKeyConstraint(['debit_account_id'], ['accounts.id'], name=op.f('fk_transfers_debit_account_id_accounts')),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_transfers')),
-    sa.UniqueConstraint('id', name=op.f('uq_transfers_id')),
-    sa.UniqueConstraint('pending_id', name=op.f('uq_transfers_pending_id')),
-    sa.UniqueConstraint('reverses_id', name=op.f('uq_transfers_reverses_id'))
+    sa.UniqueConstraint('id', name=op.f('uq_transfers_id'))
     )
     with op.batch_alter_table('transfers', schema=None) as batch_op:
-        batch_op.create_index('ix_transfers_pending_timeout', ['kind', 'timeout_at'], unique=False)
+        # Partial indexes: most transfers are single-phase, and they should not pay for
+        # the indexes that only holds and their resolutions need.
+        batch_op.create_index('ix_transfers_pending_timeout', ['timeout_at'], unique=False,
+                              sqlite_where=sa.text("kind = 'pending'"),
+                              postgresql_where=sa.text("kind = 'pending'"))
+        batch_op.create_index('uq_transfers_pending_id', ['pending_id'], unique=True,
+                              sqlite_where=sa.text('pending_id IS NOT NULL'),
+                              postgresql_where=sa.text('pending_id IS NOT NULL'))
+        batch_op.create_index('uq_transfers_reverses_id', ['reverses_id'], unique=True,
+                              sqlite_where=sa.text('reverses_id IS NOT NULL'),
+                              postgresql_where=sa.text('reverses_id IS NOT NULL'))
 
     op.create_table('refunds',
     sa.Column('refund_no', sa.String(length=32), nullable=False),
@@ -264,6 +272,8 @@ def downgrade() -> None:
 
     op.drop_table('refunds')
     with op.batch_alter_table('transfers', schema=None) as batch_op:
+        batch_op.drop_index('uq_transfers_reverses_id')
+        batch_op.drop_index('uq_transfers_pending_id')
         batch_op.drop_index('ix_transfers_pending_timeout')
 
     op.drop_table('transfers')
