@@ -76,7 +76,8 @@ def build(settings: Settings, *, clock: Clock = time.time,
 
     writer = Writer(engine, max_batch=settings.group_commit_max,
                     wait_ms=settings.group_commit_wait_ms, on_batch=metrics.observe_batch,
-                    listeners=(account_ids,))
+                    listeners=(account_ids,),
+                    lock_path=settings.home / "writer.lock" if settings.is_sqlite else None)
     writer.start()
     return Platform(
         settings=settings, clock=clock, engine=engine, read_engine=read_engine, writer=writer,

@@ -1,18 +1,25 @@
-"""Serves the three zones (and the background worker) in one process."""
+"""Serves the three zones and the background worker: in one process, or in several
+processes that share the listening sockets (``anfu run --workers N``) so that HTTP work
+uses every core. All shared state (replay windows, idempotency records, timers, the outbox)
+lives in the database, so any process may answer any request."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Generator
+import socket
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 
 import uvicorn
+import uvloop
 
 from anfu.api import admin, merchant, mobile
 from anfu.bootstrap import Platform
-from anfu.config import split_addr
+from anfu.config import Settings, split_addr
 from anfu.notify.worker import Worker
 
 log = logging.getLogger("anfu.server")
@@ -26,33 +33,107 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app: object, addr: str) -> uvicorn.Server:
-    host, port = split_addr(addr)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,  # type: ignore[arg-type]
-                            loop="uvloop", http="httptools", lifespan="off",
-                            backlog=4096, timeout_keep_alive=30)
+def _server(app: object) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_config=None, access_log=False,  # type: ignore[arg-type]
+                            http="httptools", lifespan="off", backlog=4096,
+                            timeout_keep_alive=30)
     return _Server(config)
 
 
-async def serve(platform: Platform, *, admin_token: str | None = None) -> None:
-    settings = platform.settings
-    servers = [
-        _server(mobile.create_app(platform), settings.mobile_addr),
-        _server(merchant.create_app(platform), settings.merchant_addr),
-        _server(admin.create_app(platform, admin_token), settings.admin_addr),
-    ]
-    worker = Worker(platform) if settings.run_worker else None
+def listen(addr: str) -> socket.socket:
+    host, port = split_addr(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Listeners:
+    mobile: socket.socket
+    merchant: socket.socket
+    admin: socket.socket | None  # only one process serves operators (and /metrics)
+
+    @classmethod
+    def bind(cls, settings: Settings) -> Listeners:
+        return cls(listen(settings.mobile_addr), listen(settings.merchant_addr),
+                   listen(settings.admin_addr))
+
+
+async def serve(platform: Platform, listeners: Listeners, *, admin_token: str | None = None,
+                run_worker: bool = True) -> None:
+    apps = [(mobile.create_app(platform), listeners.mobile),
+            (merchant.create_app(platform), listeners.merchant)]
+    if listeners.admin is not None:
+        apps.append((admin.create_app(platform, admin_token), listeners.admin))
+    servers = [(_server(app), sock) for app, sock in apps]
+    worker = Worker(platform) if run_worker and platform.settings.run_worker else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
     if worker is not None:
         tasks.append(asyncio.create_task(worker.run()))
     await stop.wait()
     log.info("shutting down")
-    for server in servers:
+    for server, _ in servers:
         server.should_exit = True
     if worker is not None:
         worker.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run(build: Callable[[], Platform], listeners: Listeners, *, workers: int,
+        admin_token: str | None) -> int:
+    """Serve until SIGINT/SIGTERM. With several workers, each is a forked process with its
+    own platform (engines, writer thread); process 0 also runs the admin zone and the
+    background worker. The parent only watches: if one process dies, all stop."""
+    if workers <= 1:
+        return _serve_here(build, listeners, admin_token, run_worker=True)
+    children: list[int] = []
+    for n in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            mine = Listeners(listeners.mobile, listeners.merchant,
+                             listeners.admin if n == 0 else None)
+            code = 1
+            try:
+                code = _serve_here(build, mine, admin_token, run_worker=n == 0)
+            finally:
+                os._exit(code)
+        children.append(pid)
+    return _watch(children)
+
+
+def _serve_here(build: Callable[[], Platform], listeners: Listeners,
+                admin_token: str | None, *, run_worker: bool) -> int:
+    platform = build()
+    try:
+        uvloop.run(serve(platform, listeners, admin_token=admin_token, run_worker=run_worker))
+    finally:
+        platform.close()
+    return 0
+
+
+def _watch(children: list[int]) -> int:
+    def forward(sig: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    alive = set(children)
+    while alive:
+        pid, code = os.wait()
+        alive.discard(pid)
+        if code != 0 and alive:
+            log.error("worker process %d exited (%d); stopping the others", pid, code)
+            status = 1
+            forward(signal.SIGTERM, None)
+    return status

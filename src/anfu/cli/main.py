@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -57,29 +56,37 @@ def run(
     = None,
     seed_demo: Annotated[bool, typer.Option(help="Create the demo merchant and customer")]
     = True,
+    workers: Annotated[int, typer.Option(envvar="ANFU_WORKERS", min=1, max=64,
+                                         help="Processes serving HTTP (one per core)")]
+    = 1,
 ) -> None:
     """Start the mobile, merchant and admin listeners and the background worker.
 
     On first start this creates the database and platform keys under ANFU_HOME (var/).
     """
+    from anfu.bootstrap import build
     from anfu.cli.demo import seed
     from anfu.observability import setup_logging
-    from anfu.server import serve
+    from anfu.server import Listeners
+    from anfu.server import run as serve_until_stopped
 
     settings = _settings()
     setup_logging(settings.log_level, settings.log_json)
-    platform = _platform(settings)
-    if seed_demo:
-        seed(platform)
+    platform = _platform(settings)  # migrations, keys and secrets exist before any fork
+    try:
+        if seed_demo:
+            seed(platform)
+    finally:
+        platform.close()
+    listeners = Listeners.bind(settings)
     for zone, addr in (("mobile", settings.mobile_addr), ("merchant", settings.merchant_addr),
                        ("admin", settings.admin_addr)):
         typer.echo(f"{zone:>8} zone: http://{addr}   (OpenAPI: http://{addr}/openapi.json)")
-    typer.echo(f"database: {settings.resolved_database_url}")
+    typer.echo(f"database: {settings.resolved_database_url}"
+               + (f"   ({workers} worker processes)" if workers > 1 else ""))
     sys.stdout.flush()
-    try:
-        asyncio.run(serve(platform, admin_token=admin_token))
-    finally:
-        platform.close()
+    raise typer.Exit(serve_until_stopped(lambda: build(settings), listeners, workers=workers,
+                                         admin_token=admin_token))
 
 
 @db_app.command("upgrade")

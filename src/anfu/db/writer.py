@@ -11,13 +11,16 @@ retried as a whole (its jobs are pure functions of the database)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import psycopg
@@ -49,7 +52,8 @@ class Writer:
     def __init__(self, engine: Engine, *, max_batch: int = 256, wait_ms: float = 1.0,
                  on_batch: Callable[[int, float], None] | None = None,
                  on_failure: Callable[[], None] | None = None,
-                 listeners: tuple[TransactionListener, ...] = ()) -> None:
+                 listeners: tuple[TransactionListener, ...] = (),
+                 lock_path: Path | None = None) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._wait_s = wait_ms / 1000.0
@@ -58,6 +62,10 @@ class Writer:
         self._on_batch = on_batch
         self._on_failure = on_failure
         self._listeners = listeners
+        # SQLite lets one process write at a time and makes the others poll with growing
+        # sleeps (up to 100 ms). Writers of several processes (anfu run --workers N, the
+        # CLI) instead queue on an OS file lock, which hands over the moment it is freed.
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600) if lock_path else None
 
     def start(self) -> None:
         if self._thread is None:
@@ -69,6 +77,9 @@ class Writer:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def submit(self, job: Callable[[Connection], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -152,6 +163,16 @@ class Writer:
             listener.job_ended(ok)
 
     def _attempt(self, batch: list[tuple[Job, Future[Any]]]) -> list[tuple[bool, Any]]:
+        if self._lock_fd is None:
+            return self._attempt_locked(batch)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            return self._attempt_locked(batch)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _attempt_locked(self, batch: list[tuple[Job, Future[Any]]]
+                        ) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         with self._engine.connect() as conn, conn.begin():
             # Savepoints straight on the driver: SQLAlchemy's begin_nested() costs more

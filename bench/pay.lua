@@ -1,0 +1,62 @@
+-- wrk script: each request pays a different prepared trade.
+--
+--   wrk -t2 -c64 -d10s --latency -s bench/pay.lua http://127.0.0.1:PORT -- LINES_FILE THREADS
+--
+-- LINES_FILE holds "<access token> <trade_no>" lines. Thread k of THREADS takes lines
+-- k, k+THREADS, ... and builds each request once, up front. A thread that runs out of
+-- trades stops (it never pays a trade twice) and reports itself as exhausted; the figures
+-- are then a lower bound, and run.py says so. done() prints one BENCH-JSON line.
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+   thread:set("id", next_id)
+   next_id = next_id + 1
+   table.insert(threads, thread)
+end
+
+function init(args)
+   local path, count = args[1], tonumber(args[2])
+   requests, pos, exhausted = {}, 0, 0
+   local i = 0
+   for line in io.lines(path) do
+      if i % count == id then
+         local token, trade_no = line:match("^(%S+) (%S+)$")
+         requests[#requests + 1] = wrk.format("POST", "/v1/trades/" .. trade_no .. "/pay", {
+            ["Authorization"] = "Bearer " .. token,
+            ["Idempotency-Key"] = "bench-pay-" .. trade_no,
+         }, "")
+      end
+      i = i + 1
+   end
+   prepared = #requests
+end
+
+function request()
+   pos = pos + 1
+   local req = requests[pos]
+   if req == nil then
+      exhausted = 1
+      wrk.thread:stop()
+      return wrk.format("GET", "/healthz")
+   end
+   return req
+end
+
+function done(summary, latency, _requests)
+   local exhausted_threads, prepared_total = 0, 0
+   for _, thread in ipairs(threads) do
+      exhausted_threads = exhausted_threads + thread:get("exhausted")
+      prepared_total = prepared_total + thread:get("prepared")
+   end
+   local e = summary.errors
+   io.write(string.format(
+      'BENCH-JSON {"requests": %d, "duration_us": %d, "bytes": %d, "status_errors": %d,'
+      .. ' "connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d,'
+      .. ' "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f,'
+      .. ' "exhausted_threads": %d, "prepared": %d}\n',
+      summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
+      e.write, e.timeout, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency.max, latency.mean, exhausted_threads, prepared_total))
+end
