@@ -90,11 +90,16 @@ def _spawn(name: str, args: list[str], env: dict[str, str], log_path: Path,
     return service
 
 
+def platform_workers() -> int:
+    """HTTP processes for the platform: ANFU_WORKERS, else one per core."""
+    return int(os.environ.get("ANFU_WORKERS") or os.cpu_count() or 1)
+
+
 def start_platform(home: Path, database_url: str) -> Service:
     """``anfu run --no-seed-demo`` on ANFU_HOME=home, three free loopback ports."""
     ports = {zone: free_port() for zone in ("mobile", "merchant", "admin")}
     env = {**os.environ, "ANFU_HOME": str(home), "ANFU_DATABASE_URL": database_url,
-           "ANFU_LOG_LEVEL": "WARNING",
+           "ANFU_LOG_LEVEL": "WARNING", "ANFU_WORKERS": str(platform_workers()),
            **{f"ANFU_{zone.upper()}_ADDR": f"127.0.0.1:{port}" for zone, port in ports.items()}}
     env.pop("ANFU_ADMIN_TOKEN", None)
     return _spawn("platform", [sys.executable, "-m", "anfu.cli", "run", "--no-seed-demo"],
@@ -111,13 +116,24 @@ def start_ceiling(folder: Path, public_key: Path) -> Service:
                   {"ceiling": f"http://127.0.0.1:{port}"})
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far, from /proc."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and its live child processes (the
+    platform's worker processes), all threads, from /proc."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields is not None and (int(entry.name) == pid or int(fields[1]) == pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_wrk(url: str, script: Path, script_args: list[str], *, seconds: float,

@@ -104,13 +104,15 @@ def table(results: dict[str, Any]) -> str:
                         f" {_ms(run['p50_us'])} | {_ms(run['p99_us'])} | | |")
     verdict = "; ".join(x for x in (v.get("pay_sqlite_per_s"), v.get("pay_sqlite_p99_ms"))
                         if x)
-    rows += _pay_rows("(b) pay path, SQLite", phases.get("pay_sqlite", {}),
+    workers = env.get("platform_workers", 1)
+    procs = f" ({workers} platform processes)" if workers > 1 else ""
+    rows += _pay_rows(f"(b) pay path, SQLite{procs}", phases.get("pay_sqlite", {}),
                       "≥ 2,500/s, p99 ≤ 50 ms", verdict, "≥ 50%",
                       v.get("pay_sqlite_ratio", ""))
     for key, label in LEDGER_ROWS:
         if key in phases:
             rows.append(_ledger_row(label, phases[key], v.get(f"{key}_per_s", "")))
-    rows += _pay_rows("(d) pay path, PostgreSQL", phases.get("pay_postgres", {}),
+    rows += _pay_rows(f"(d) pay path, PostgreSQL{procs}", phases.get("pay_postgres", {}),
                       "≥ 1,200/s", v.get("pay_postgres_per_s", ""), "", "")
     foot = ("CPU: share of one core used during the measured run (the machine has"
             f" {env['cpus']}); wrk runs on the same machine.")

@@ -248,7 +248,8 @@ def _environment() -> dict[str, Any]:
                              text=True, cwd=harness.ROOT, check=False).stdout.splitlines()
     wrk = subprocess.run([harness.wrk_path() or "wrk", "-v"], capture_output=True, text=True,
                          check=False)
-    return {"cpus": os.cpu_count(), "python": host.python_version(),
+    return {"cpus": os.cpu_count(), "platform_workers": harness.platform_workers(),
+            "python": host.python_version(),
             "machine": f"{host.system()} {host.machine()}", "commit": commit or None,
             "src_changes_not_committed": [line[3:] for line in changed],
             "wrk": (wrk.stdout + wrk.stderr).splitlines()[0] if wrk.stdout + wrk.stderr
