@@ -40,7 +40,6 @@ _FIND_JOB = "SELECT id FROM jobs WHERE kind = :k AND ref = :r"
 _NEW_JOB = ("INSERT INTO jobs (kind, ref, run_at, status) VALUES (:k, :r, :at, 'pending')")
 _FINISH_JOB = ("UPDATE jobs SET status = 'done', done_at = :now, result = :res"
                " WHERE id = :id AND status = 'pending'")
-_NOTIFY_URL = "SELECT notify_url FROM merchants WHERE merchant_id = :m"
 
 
 def trade_from_row(row: Any) -> Trade:
@@ -186,11 +185,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutbox(raw, self.now)
         self.jobs = SqlJobStore(self.conn, raw)
         self.idempotency = SqlIdempotency(raw, self.now, self.idempotency_ttl_s)
-        self._raw = raw
 
     def new_id(self, prefix: str) -> str:
         return new_id(prefix)
 
-    def merchant_notify_url(self, merchant_id: str) -> str | None:
-        url: str | None = self._raw.value(_NOTIFY_URL, {"m": merchant_id})
-        return url

@@ -33,6 +33,7 @@ log = logging.getLogger("anfu.db.writer")
 T = TypeVar("T")
 Job = Callable[[Connection], Any]
 _STOP = object()
+WRITER_LOCK_KEY = 0x616E6675  # "anfu"
 # Raw driver statements (db/raw.py) raise the drivers' own exceptions, unwrapped.
 INTEGRITY_ERRORS = (IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError)
 OPERATIONAL_ERRORS = (OperationalError, DBAPIError, sqlite3.OperationalError,
@@ -180,6 +181,11 @@ class Writer:
             dbapi = conn.connection.driver_connection
             assert dbapi is not None
             cursor = dbapi.cursor()
+            if conn.dialect.name == "postgresql":
+                # The PostgreSQL twin of the SQLite file lock: batches of all processes
+                # take turns, so two batches never deadlock on the rows they both touch
+                # (hot ones like the escrow account); released at COMMIT or ROLLBACK.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
             for job, _future in batch:
                 cursor.execute("SAVEPOINT anfu_job")
                 try:

@@ -59,19 +59,12 @@ class TradeTimers:
     max_pay_timeout_s: int
 
 
-def _event(uow: UnitOfWork, trade: Trade, type_: str, notify_url: str | None,
-           refund: Refund | None = None) -> None:
+def _event(uow: UnitOfWork, trade: Trade, type_: str, refund: Refund | None = None) -> None:
     data = {"trade": trade.public()}
     if refund is not None:
         data["refund"] = refund.public()
     uow.outbox.add(merchant_id=trade.merchant_id, trade_no=trade.trade_no, type=type_,
-                   data=data, notify_url=notify_url)
-
-
-def _notify_url(uow: UnitOfWork, trade: Trade) -> str | None:
-    if trade.notify_url:
-        return trade.notify_url
-    return uow.merchant_notify_url(trade.merchant_id)
+                   data=data, notify_url=trade.notify_url)
 
 
 def load(uow: UnitOfWork, trade_no: str, *, merchant_id: str | None = None) -> Trade:
@@ -102,7 +95,10 @@ def create_trade(uow: UnitOfWork, *, merchant: MerchantTerms, request: TradeRequ
         trade_no=uow.new_id("T"), merchant_id=merchant.merchant_id,
         out_trade_no=request.out_trade_no, request_hash=request.request_hash,
         amount=request.amount, currency=request.currency, subject=request.subject,
-        mode=request.mode, notify_url=request.notify_url, status=TradeStatus.WAIT_BUYER_PAY,
+        # As with Alipay, the notify URL is fixed when the trade is made: the trade's own,
+        # else the merchant's default at that moment.
+        mode=request.mode, notify_url=request.notify_url or merchant.notify_url,
+        status=TradeStatus.WAIT_BUYER_PAY,
         fee_bps=merchant.fee_bps, created_at=uow.now, pay_expire_at=uow.now + expire_s)
     uow.trades.insert(trade)
     uow.jobs.schedule(kind=PAY_TIMEOUT_JOB, ref=trade.trade_no, run_at=trade.pay_expire_at)
@@ -133,7 +129,7 @@ def pay_trade(uow: UnitOfWork, *, trade_no: str, buyer_id: str) -> Trade:
         _settle(uow, trade)
     else:
         uow.trades.save(trade)
-    _event(uow, trade, "trade.paid", _notify_url(uow, trade))
+    _event(uow, trade, "trade.paid")
     return trade
 
 
@@ -148,7 +144,7 @@ def ship_trade(uow: UnitOfWork, *, trade_no: str, merchant_id: str,
               confirm_deadline=deadline)
     uow.trades.save(trade)
     uow.jobs.schedule(kind=CONFIRM_TIMEOUT_JOB, ref=trade.trade_no, run_at=deadline)
-    _event(uow, trade, "trade.shipped", _notify_url(uow, trade))
+    _event(uow, trade, "trade.shipped")
     return trade
 
 
@@ -175,7 +171,7 @@ def close_trade(uow: UnitOfWork, *, trade_no: str, merchant_id: str) -> Trade:
 def _close(uow: UnitOfWork, trade: Trade, reason: CloseReason) -> None:
     trade.set(status=TradeStatus.TRADE_CLOSED, closed_at=uow.now, close_reason=reason)
     uow.trades.save(trade)
-    _event(uow, trade, "trade.closed", _notify_url(uow, trade))
+    _event(uow, trade, "trade.closed")
 
 
 def _post_hold(uow: UnitOfWork, trade: Trade) -> None:
@@ -205,7 +201,7 @@ def _settle(uow: UnitOfWork, trade: Trade) -> None:
     trade.set(status=final, settled_amount=base, fee_amount=fee, finished_at=uow.now)
     uow.trades.save(trade)
     if trade.mode is TradeMode.ESCROW:
-        _event(uow, trade, "trade.finished", _notify_url(uow, trade))
+        _event(uow, trade, "trade.finished")
 
 
 def refund_trade(uow: UnitOfWork, *, trade_no: str, merchant_id: str, out_refund_no: str,
@@ -235,14 +231,13 @@ def refund_trade(uow: UnitOfWork, *, trade_no: str, merchant_id: str, out_refund
                     reason=reason, source=source, status="SUCCESS", created_at=uow.now)
     uow.trades.insert_refund(refund)
     trade.set(refunded_amount=trade.refunded_amount + amount)
-    url = _notify_url(uow, trade)
     if trade.refunded_amount == trade.amount:
         trade.set(status=TradeStatus.TRADE_CLOSED, closed_at=uow.now,
                   close_reason=CloseReason.FULLY_REFUNDED)
     uow.trades.save(trade)
-    _event(uow, trade, "refund.succeeded", url, refund)
+    _event(uow, trade, "refund.succeeded", refund)
     if trade.status is TradeStatus.TRADE_CLOSED:
-        _event(uow, trade, "trade.closed", url)
+        _event(uow, trade, "trade.closed")
     return refund, trade
 
 
