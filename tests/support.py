@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,7 +28,29 @@ def free_port() -> int:
 
 
 def test_database_url(home: Path) -> str:
+    """For in-process harnesses: the test database itself (or a SQLite file in ``home``)."""
     return os.environ.get("ANFU_TEST_DATABASE_URL") or f"sqlite:///{home / 'anfu.db'}"
+
+
+def platform_database_url(home: Path) -> str:
+    """For a platform process: on PostgreSQL a database of its own, named after its home
+    folder, so that starting (and emptying the database of) one platform never pulls the
+    tables from under another one that is still running."""
+    url = os.environ.get("ANFU_TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{home / 'anfu.db'}"
+    from sqlalchemy import create_engine, text
+
+    base, _, rest = url.rpartition("/")
+    name, sep, query = rest.partition("?")
+    own = f"{name}_{re.sub(r'[^a-z0-9_]', '_', home.name.lower())}"[:60]
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                        {"n": own}).first() is None:
+            conn.execute(text(f'CREATE DATABASE "{own}"'))
+    engine.dispose()
+    return f"{base}/{own}{sep}{query}"
 
 
 def reset_database(url: str) -> None:
@@ -99,7 +122,7 @@ def start_platform(home: Path, **overrides: str) -> RunningPlatform:
     home.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in range(3)]
     env = {**os.environ, "ANFU_HOME": str(home), "ANFU_ENV": "test",
-           "ANFU_DATABASE_URL": test_database_url(home),
+           "ANFU_DATABASE_URL": platform_database_url(home),
            "ANFU_MOBILE_ADDR": f"127.0.0.1:{ports[0]}",
            "ANFU_MERCHANT_ADDR": f"127.0.0.1:{ports[1]}",
            "ANFU_ADMIN_ADDR": f"127.0.0.1:{ports[2]}",

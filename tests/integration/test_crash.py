@@ -7,7 +7,6 @@ acknowledged answers to the unit, and each key replays its stored answer byte fo
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import threading
 import time
@@ -32,27 +31,6 @@ KILLS = 3
 PAYERS, PAYEES, THREADS, TRADES = 3, 2, 12, 600
 FUNDS = 10_000_000
 PAID, UNPAID = "WAIT_SELLER_SEND_GOODS", "WAIT_BUYER_PAY"
-
-
-def own_database() -> dict[str, str]:
-    """On PostgreSQL, a database of its own: start_platform empties the database it is given,
-    and the session's platform lives in ANFU_TEST_DATABASE_URL."""
-    url = os.environ.get("ANFU_TEST_DATABASE_URL")
-    if not url:
-        return {}  # SQLite: a new file under the test's own home
-    from sqlalchemy import create_engine, text
-
-    base, _, rest = url.rpartition("/")
-    name, sep, query = rest.partition("?")
-    crash_name = f"{name}_crash"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                              {"n": crash_name}).first()
-        if exists is None:
-            conn.execute(text(f'CREATE DATABASE "{crash_name}"'))
-    engine.dispose()
-    return {"ANFU_DATABASE_URL": f"{base}/{crash_name}{sep}{query}"}
 
 
 @dataclass
@@ -155,7 +133,7 @@ def restart_after_kill(platform: RunningPlatform) -> None:
 def test_sigkill_under_load_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
     seed = random.randrange(10**6)
     rng = random.Random(seed)
-    platform = start_platform(tmp_path / "crash", **own_database())
+    platform = start_platform(tmp_path / "crash")
     try:
         run_crash_test(platform, rng, seed)
     finally:
