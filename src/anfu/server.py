@@ -20,7 +20,7 @@ import uvloop
 from anfu.api import admin, merchant, mobile
 from anfu.bootstrap import Platform
 from anfu.config import Settings, split_addr
-from anfu.notify.worker import Worker
+from anfu.worker import Worker
 
 log = logging.getLogger("anfu.server")
 

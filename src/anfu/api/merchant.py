@@ -204,14 +204,14 @@ def create_app(platform: Platform) -> FastAPI:
     async def list_events(auth: Signed, cursor: int = Query(0, ge=0),
                           limit: int = Query(50, ge=1, le=500),
                           trade_no: str | None = Query(None, max_length=32)) -> Response:
-        from anfu.notify.queries import events_page
+        from anfu.db.outbox_store import events_page
 
         return json_response(platform.read(lambda c: events_page(
             c, merchant_id=auth.merchant_id, after=cursor, limit=limit, trade_no=trade_no)))
 
     @router.post("/events/{event_id}/redeliver", summary="Deliver an event again now")
     async def redeliver(event_id: str, auth: Signed) -> Response:
-        from anfu.notify.queries import event_view, schedule_redelivery
+        from anfu.db.outbox_store import event_view, schedule_redelivery
 
         await platform.write(lambda uow: schedule_redelivery(
             uow.conn, merchant_id=auth.merchant_id, event_id=event_id, now=uow.now))

@@ -15,11 +15,11 @@ import httpx
 from sqlalchemy import Connection
 
 from anfu.bootstrap import Platform
+from anfu.db import outbox_store
 from anfu.db.tables import idempotency_keys, nonces
 from anfu.db.uow import SqlUnitOfWork
 from anfu.errors import Conflict
 from anfu.ledger import service as ledger
-from anfu.notify import queries
 from anfu.notify.model import after_attempt, event_body
 from anfu.sigwire import format_signature_header, new_nonce, request_signing_bytes
 from anfu.trades import service as trades
@@ -93,7 +93,7 @@ class Worker:
     async def deliver_due(self) -> int:
         platform = self.platform
         now = platform.clock()
-        due = platform.read(lambda conn: queries.due_events(conn, now=now, limit=BATCH))
+        due = platform.read(lambda conn: outbox_store.due_events(conn, now=now, limit=BATCH))
         if not due:
             return 0
         await asyncio.gather(*(self.deliver(row) for row in due))
@@ -102,7 +102,7 @@ class Worker:
     async def deliver(self, row: Any) -> None:
         platform = self.platform
         lease = platform.clock() + platform.settings.notify_timeout_s + 30
-        claimed = await platform.write(lambda uow: queries.claim(
+        claimed = await platform.write(lambda uow: outbox_store.claim(
             uow.conn, event_id=row.id, seen_next=row.next_attempt_at, lease_until=lease))
         if not claimed:
             return
@@ -134,7 +134,7 @@ class Worker:
         label = {"delivered": "delivered", "pending": "retry", "failed": "failed"}[
             outcome.status]
         duration_ms = int((time.perf_counter() - t0) * 1000)
-        await platform.write(lambda uow: queries.record_attempt(
+        await platform.write(lambda uow: outbox_store.record_attempt(
             uow.conn, event_id=row.id, attempt=attempt, started_at=started,
             duration_ms=duration_ms, status_code=status_code, error=error, outcome=label,
             next_attempt_at=outcome.next_attempt_at, now=uow.now))
