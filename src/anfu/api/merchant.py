@@ -189,9 +189,8 @@ def create_app(platform: Platform) -> FastAPI:
     async def balance(auth: Signed) -> Response:
         rows = platform.read(lambda c: balances_of(c, OwnerType.MERCHANT, auth.merchant_id,
                                                    AccountKind.SETTLEMENT))
-        return json_response({"merchant_id": auth.merchant_id, "balances": [
-            {"currency": b.currency, "balance": b.posted, "available": b.available,
-             "pending_out": b.pending_out} for b in rows]})
+        return json_response({"merchant_id": auth.merchant_id,
+                              "balances": [b.public() for b in rows]})
 
     @router.get("/statement", summary="Settlement account entries, cursor-paginated")
     async def merchant_statement(auth: Signed, currency: str = Query(pattern="^[A-Z]{3}$"),

@@ -142,9 +142,7 @@ def create_app(platform: Platform) -> FastAPI:
     async def get_wallet(user_id: User) -> Response:
         rows = platform.read(lambda conn: balances_of(conn, OwnerType.CUSTOMER, user_id,
                                                       AccountKind.WALLET))
-        return json_response({"user_id": user_id, "balances": [
-            {"currency": b.currency, "balance": b.posted, "available": b.available,
-             "pending_out": b.pending_out} for b in rows]})
+        return json_response({"user_id": user_id, "balances": [b.public() for b in rows]})
 
     @router.get("/wallet/statement", summary="Wallet entries, oldest first, cursor-paginated")
     async def wallet_statement(user_id: User, currency: str = Query(pattern="^[A-Z]{3}$"),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from anfu.config import Settings
+
+if TYPE_CHECKING:
+    from anfu.bootstrap import Platform
 
 app = typer.Typer(help="anfu (安付): a self-hostable mobile payment platform.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -19,6 +23,7 @@ merchants_app = typer.Typer(help="Register merchants and manage their signing ke
 app.add_typer(db_app, name="db")
 app.add_typer(merchants_app, name="merchants")
 
+T = TypeVar("T")
 ALGS = "ed25519 | ecdsa-p256-sha256 | rsa-sha256 | sm2-sm3"
 
 
@@ -30,7 +35,7 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _platform(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+def _platform(settings: Settings | None = None) -> Platform:
     from anfu.bootstrap import build
     from anfu.db.migrate import upgrade
 
@@ -40,13 +45,19 @@ def _platform(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     return build(settings)
 
 
-def _fail(exc: Exception) -> None:
+def _write(job: Callable[[Any], T]) -> T:
+    """Run one write job on a platform opened for this command; a refusal is printed as
+    JSON ``{"error": code, "detail": …}`` with exit status 1."""
     from anfu.errors import AnfuError
 
-    if isinstance(exc, AnfuError):
+    platform = _platform()
+    try:
+        return platform.write_sync(job)
+    except AnfuError as exc:
         typer.echo(json.dumps({"error": exc.code, "detail": exc.detail}), err=True)
         raise typer.Exit(1) from exc
-    raise exc
+    finally:
+        platform.close()
 
 
 @app.command()
@@ -115,18 +126,10 @@ def merchants_create(
     from anfu.db.merchant_store import SqlMerchantStore
     from anfu.merchants import service
 
-    platform = _platform()
-    fee = platform.settings.default_fee_bps if fee_bps is None else fee_bps
-    try:
-        merchant, key = platform.write_sync(lambda uow: service.create_merchant(
-            SqlMerchantStore(uow.conn), name=name, alg=alg,
-            public_key_pem=public_key.read_text(), notify_url=notify_url, fee_bps=fee,
-            now=uow.now))
-    except Exception as exc:
-        _fail(exc)
-        return
-    finally:
-        platform.close()
+    fee = _settings().default_fee_bps if fee_bps is None else fee_bps
+    merchant, key = _write(lambda uow: service.create_merchant(
+        SqlMerchantStore(uow.conn), name=name, alg=alg, public_key_pem=public_key.read_text(),
+        notify_url=notify_url, fee_bps=fee, now=uow.now))
     typer.echo(json.dumps({**merchant.public(), "key_id": key.key_id, "alg": key.alg},
                           indent=2))
 
@@ -159,16 +162,9 @@ def merchants_add_key(
     from anfu.db.merchant_store import SqlMerchantStore
     from anfu.merchants import service
 
-    platform = _platform()
-    try:
-        key = platform.write_sync(lambda uow: service.add_key(
-            SqlMerchantStore(uow.conn), merchant_id=merchant_id, alg=alg,
-            public_key_pem=public_key.read_text(), now=uow.now))
-    except Exception as exc:
-        _fail(exc)
-        return
-    finally:
-        platform.close()
+    key = _write(lambda uow: service.add_key(
+        SqlMerchantStore(uow.conn), merchant_id=merchant_id, alg=alg,
+        public_key_pem=public_key.read_text(), now=uow.now))
     typer.echo(json.dumps(key.public(), indent=2))
 
 
@@ -181,15 +177,8 @@ def merchants_revoke_key(
     from anfu.db.merchant_store import SqlMerchantStore
     from anfu.merchants import service
 
-    platform = _platform()
-    try:
-        key = platform.write_sync(lambda uow: service.revoke_key(
-            SqlMerchantStore(uow.conn), merchant_id=merchant_id, key_id=key_id, now=uow.now))
-    except Exception as exc:
-        _fail(exc)
-        return
-    finally:
-        platform.close()
+    key = _write(lambda uow: service.revoke_key(
+        SqlMerchantStore(uow.conn), merchant_id=merchant_id, key_id=key_id, now=uow.now))
     typer.echo(json.dumps(key.public(), indent=2))
 
 

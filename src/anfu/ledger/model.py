@@ -111,3 +111,7 @@ class Balance:
     @property
     def available(self) -> int:
         return self.posted - self.pending_out
+
+    def public(self) -> dict[str, int | str]:
+        return {"currency": self.currency, "balance": self.posted,
+                "available": self.available, "pending_out": self.pending_out}
