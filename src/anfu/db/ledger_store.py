@@ -78,7 +78,7 @@ _INSERT_TRANSFER = (
     "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, currency,"
     " pending_id, timeout_at, reference, description, reverses_id, created_at) VALUES (:id,"
     " :kind, :dr, :cr, :amount, :currency, :pending_id, :timeout_at, :reference,"
-    " :description, :reverses_id, :created_at)")
+    " :description, :reverses_id, :created_at) ON CONFLICT (id) DO NOTHING")
 _INSERT_ENTRY = (
     "INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)"
     " VALUES (:a, :t, :amount, :b, :at)")
@@ -136,14 +136,14 @@ class SqlLedgerStore:
         row = self._sql.row(_FIND_RESOLUTION, {"pid": pending_id})
         return None if row is None else _transfer(row)
 
-    def insert_transfer(self, transfer: Transfer) -> None:
-        self._sql.run(_INSERT_TRANSFER, {
+    def insert_transfer(self, transfer: Transfer) -> bool:
+        return self._sql.run(_INSERT_TRANSFER, {
             "id": transfer.id, "kind": transfer.kind.value, "dr": transfer.debit_account_id,
             "cr": transfer.credit_account_id, "amount": transfer.amount,
             "currency": transfer.currency, "pending_id": transfer.pending_id,
             "timeout_at": transfer.timeout_at, "reference": transfer.reference,
             "description": transfer.description, "reverses_id": transfer.reverses_id,
-            "created_at": transfer.created_at})
+            "created_at": transfer.created_at}) == 1
 
     def apply(self, account_id: int, *, debits_posted: int = 0, credits_posted: int = 0,
               debits_pending: int = 0, credits_pending: int = 0,

@@ -186,8 +186,14 @@ class Writer:
                 # take turns, so two batches never deadlock on the rows they both touch
                 # (hot ones like the escrow account); released at COMMIT or ROLLBACK.
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
+            # On PostgreSQL every statement is a round trip, so the release of one job's
+            # savepoint travels with the next job's SAVEPOINT, and COMMIT releases the last.
+            pg = conn.dialect.name == "postgresql"
+            released = True
             for job, _future in batch:
-                cursor.execute("SAVEPOINT anfu_job")
+                cursor.execute("SAVEPOINT anfu_job" if released
+                               else "RELEASE SAVEPOINT anfu_job; SAVEPOINT anfu_job")
+                released = True
                 try:
                     value = job(conn)
                 except AnfuError as exc:
@@ -211,7 +217,10 @@ class Writer:
                         "the platform could not complete this write",
                         code="internal_error", cause=type(exc).__name__)))
                 else:
-                    cursor.execute("RELEASE SAVEPOINT anfu_job")
+                    if pg:
+                        released = False
+                    else:
+                        cursor.execute("RELEASE SAVEPOINT anfu_job")
                     self._job_ended(True)
                     outcomes.append((True, value))
             cursor.close()

@@ -16,7 +16,8 @@ class LedgerStore(Protocol):
     def find_resolution(self, pending_id: str) -> Transfer | None:
         """The post/void/expire transfer that resolved a hold, if any."""
 
-    def insert_transfer(self, transfer: Transfer) -> None: ...
+    def insert_transfer(self, transfer: Transfer) -> bool:
+        """Insert unless a transfer with this id exists; report whether it was inserted."""
 
     def apply(self, account_id: int, *, debits_posted: int = 0, credits_posted: int = 0,
               debits_pending: int = 0, credits_pending: int = 0,

@@ -44,8 +44,12 @@ def transfer(store: LedgerStore, *, transfer_id: str, debit: AccountRef, credit:
         debit_account_id=debit_id, credit_account_id=credit_id, amount=amount,
         currency=debit.currency, created_at=now, timeout_at=timeout_at if pending else None,
         reference=reference, description=description)
-    if (existing := _idempotent(store, wanted)) is not None:
+    if not store.insert_transfer(wanted):  # the id is taken: a retry, or a conflict
+        existing = _idempotent(store, wanted)
+        assert existing is not None
         return existing
+    # The row is written first (one statement instead of a lookup and an insert); if a
+    # balance check below refuses, the unit of work rolls the row back with everything else.
     if pending:
         if store.apply(debit_id, debits_pending=amount, reserve=amount) is None:
             raise _insufficient(debit)
@@ -55,7 +59,6 @@ def transfer(store: LedgerStore, *, transfer_id: str, debit: AccountRef, credit:
             _post(store, transfer_id, debit_id, credit_id, amount, now, reserve=amount)
         except InsufficientFunds:
             raise _insufficient(debit) from None
-    store.insert_transfer(wanted)
     return wanted
 
 
