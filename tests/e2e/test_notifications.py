@@ -96,3 +96,29 @@ def test_events_without_notify_url_are_listed_not_sent(shop_factory: Callable[..
     assert [(e["type"], e["delivery_status"]) for e in events] == [("trade.paid", "none")]
     metrics = httpx.get(f"{platform_urls.admin}/metrics").text
     assert "anfu_notify_attempts_total" in metrics
+
+
+def test_pending_notifications_survive_a_restart(tmp_path: Any,
+                                                 funded_customer: Callable[..., Any],
+                                                 receiver: NotifyReceiver) -> None:
+    from anfu.sdk import MerchantClient
+    from tests.support import create_merchant, start_platform
+
+    platform = start_platform(tmp_path / "notify", ANFU_NOTIFY_SCHEDULE="2,2,2")
+    try:
+        receiver.fail_first = 1
+        m = create_merchant(platform.admin, notify_url=receiver.url)
+        shop = MerchantClient(platform.merchant, m.merchant_id, m.key_id, m.alg,
+                              m.private_key_pem)
+        buyer = funded_customer(10_000, url=platform.mobile)
+        trade = shop.create_trade(out_trade_no="r" + secrets.token_hex(6), amount=500,
+                                  currency="CNY", subject="x", mode="escrow")
+        buyer.pay(trade["trade_no"])
+        eventually(lambda: receiver.received, timeout=20)  # first attempt refused
+        platform.stop()  # the retry is due while the platform is down
+        platform.restart()
+        event = eventually(lambda: (e := shop.events(trade_no=trade["trade_no"])["events"])
+                           and e[0]["delivery_status"] == "delivered" and e[0], timeout=30)
+        assert [a["outcome"] for a in event["attempt_log"]] == ["retry", "delivered"]
+    finally:
+        platform.stop()
