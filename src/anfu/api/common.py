@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,9 +109,3 @@ class MetricsMiddleware:
             self.latency.observe(time.perf_counter() - started)
             self.requests.labels(self.zone, str(status[0])).inc()
 
-
-async def read_body(request: Request) -> bytes:
-    return await request.body()
-
-
-AsyncEffect = Callable[[], Awaitable[Response]]

@@ -2,13 +2,11 @@
 response, errors included, carries the platform's ``Anfu-Signature``."""
 
 
-import base64
 import hashlib
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from sqlalchemy import text
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,7 +17,7 @@ from anfu.api.schemas import Empty, NewRefund, NewTrade
 from anfu.bootstrap import Platform
 from anfu.db.ledger_store import balances_of
 from anfu.db.merchant_store import SqlMerchantStore
-from anfu.db.uow import SqlTradeStore, SqlUnitOfWork, refund_from_row
+from anfu.db.uow import SqlTradeStore, SqlUnitOfWork
 from anfu.errors import NotFound
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.merchants import service as merchants
@@ -116,8 +114,7 @@ def create_app(platform: Platform) -> FastAPI:
         return json_response({"keys": [k.public() for k in platform.keys.published]})
 
     @router.post("/trades", status_code=201, summary="Create a trade")
-    async def create_trade(body: NewTrade, auth: Signed, request: Request) -> Response:
-        raw = await request.body()
+    async def create_trade(body: NewTrade, auth: Signed) -> Response:
         notify_url = merchants.check_notify_url(body.notify_url)
 
         def job(uow: SqlUnitOfWork) -> tuple[Trade, bool]:
@@ -134,15 +131,12 @@ def create_app(platform: Platform) -> FastAPI:
                     request_hash=hashlib.sha256(canonical).hexdigest()),
                 timers=timers, max_amount=settings.max_amount)
 
-        del raw
         trade, created = await platform.write(job)
         return json_response(trade.public(), 201 if created else 200)
 
     def with_refunds(trade: Trade) -> dict[str, Any]:
-        rows = platform.read(lambda c: c.execute(text(
-            "SELECT * FROM refunds WHERE trade_no = :t ORDER BY created_at"),
-            {"t": trade.trade_no}).all())
-        return {**trade.public(), "refunds": [refund_from_row(r).public() for r in rows]}
+        refunds = platform.read(lambda c: SqlTradeStore(c).refunds_of(trade.trade_no))
+        return {**trade.public(), "refunds": [r.public() for r in refunds]}
 
     @router.get("/trades/{trade_no}", summary="A trade and its refunds")
     async def get_trade(trade_no: str, auth: Signed) -> Response:
@@ -218,7 +212,3 @@ def create_app(platform: Platform) -> FastAPI:
 
     app.include_router(router)
     return app
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

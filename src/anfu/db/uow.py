@@ -106,6 +106,11 @@ class SqlTradeStore:
             refunds.c.trade_no == trade_no, refunds.c.out_refund_no == out_refund_no)).first()
         return None if row is None else refund_from_row(row)
 
+    def refunds_of(self, trade_no: str) -> list[Refund]:
+        rows = self._conn.execute(select(refunds).where(refunds.c.trade_no == trade_no)
+                                  .order_by(refunds.c.created_at)).all()
+        return [refund_from_row(r) for r in rows]
+
     def insert_refund(self, refund: Refund) -> None:
         self._conn.execute(insert(refunds).values(
             refund_no=refund.refund_no, trade_no=refund.trade_no,
