@@ -177,3 +177,39 @@ def test_zones_are_separate_and_documented(platform_urls: RunningPlatform) -> No
     assert httpx.get(f"{platform_urls.mobile}/metrics").status_code == 404
     assert "anfu_http_requests_total" in httpx.get(f"{platform_urls.admin}/metrics").text
     assert httpx.get(f"{platform_urls.admin}/v1/ledger/check").json()["ok"] is True
+
+
+def test_password_guessing_locks_the_account_with_the_same_answer(
+        platform_urls: RunningPlatform) -> None:
+    c = WalletClient(platform_urls.mobile)
+    p = phone()
+    c.register(p, "correct horse battery")
+    answers = []
+    for guess in ("wrong one 1", "wrong one 2"):  # two failures within 1 s: Keycloak's
+        reply = httpx.post(f"{platform_urls.mobile}/v1/sessions",  # quick-login check
+                           json={"phone": p, "password": guess})
+        answers.append((reply.status_code, reply.json()["code"], reply.json()["detail"]))
+    locked = httpx.post(f"{platform_urls.mobile}/v1/sessions",
+                        json={"phone": p, "password": "correct horse battery"})
+    assert (locked.status_code, locked.json()["code"], locked.json()["detail"]) == answers[0]
+    assert answers[0] == answers[1]
+    assert "identity:credential:locked" in platform_urls.logs()
+
+
+def test_guessing_from_one_address_locks_the_address(tmp_path: Any) -> None:
+    from tests.support import start_platform
+
+    platform = start_platform(tmp_path / "throttle")
+    try:
+        c = WalletClient(platform.mobile)
+        p = phone()
+        c.register(p, "correct horse battery")
+        with httpx.Client(base_url=platform.mobile) as http:
+            for n in range(100):  # unknown phones: only the address is counted
+                reply = http.post("/v1/sessions", json={"phone": phone(), "password": f"x{n}"})
+                assert reply.json()["code"] == "invalid_credentials"
+            refused = http.post("/v1/sessions",
+                                json={"phone": p, "password": "correct horse battery"})
+        assert (refused.status_code, refused.json()["code"]) == (401, "invalid_credentials")
+    finally:
+        platform.stop()

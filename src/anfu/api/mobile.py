@@ -4,6 +4,7 @@
 
 import asyncio
 import hashlib
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -24,6 +25,7 @@ from anfu.bootstrap import Platform
 from anfu.crypto.passwords import InvalidPassword
 from anfu.crypto.tokens import TokenExpired, TokenInvalid
 from anfu.db.ledger_store import balances_of, statement
+from anfu.db.throttle_store import SqlThrottleStore
 from anfu.db.uow import SqlTradeStore, SqlUnitOfWork, new_id
 from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
@@ -35,9 +37,26 @@ from anfu.errors import (
     UpstreamFailed,
 )
 from anfu.identity import service as identity
+from anfu.identity.throttle import (
+    ADDRESS_DEFAULTS,
+    KEYCLOAK_DEFAULTS,
+    LockEvent,
+    Throttle,
+    account_key,
+    address_key,
+)
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.trades import service as trades
 from anfu.wallet import service as wallet
+
+log = logging.getLogger("anfu.identity")
+
+
+def log_lock(event: LockEvent) -> None:
+    log.warning("%s: %s locked for %d s after %d failures (%s)", event.name,
+                event.key.split(":")[0], int(event.wait_s), event.failures, event.reason,
+                extra={"event": event.name, "code": event.reason})
+
 
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 BANK = "sandbox"
@@ -52,6 +71,10 @@ def create_app(platform: Platform) -> FastAPI:
     router = APIRouter(prefix="/v1")
     settings = platform.settings
     dummy_hash = platform.passwords.hash("anfu-timing-equaliser")
+
+    def throttle(conn: Any, key: str) -> Throttle:
+        policy = ADDRESS_DEFAULTS if key.startswith("addr:") else KEYCLOAK_DEFAULTS
+        return Throttle(SqlThrottleStore(conn), policy=policy, on_lock=log_lock)
 
     def bearer_user(authorization: str | None) -> str:
         if not authorization or not authorization.startswith("Bearer "):
@@ -108,16 +131,30 @@ def create_app(platform: Platform) -> FastAPI:
                               "created_at": user.created_at}, 201)
 
     @router.post("/sessions", status_code=201, summary="Log in with phone and password")
-    async def login(body: Login) -> Response:
+    async def login(body: Login, request: Request) -> Response:
         user = platform.read(lambda conn: SqlUserStore(conn).user_by_phone(body.phone))
+        keys = [address_key(request.client.host if request.client else "unknown")]
+        if user is not None:
+            keys.append(account_key("password", user.user_id))
+        locked = platform.read(lambda conn: any(
+            throttle(conn, key).locked_until(key, platform.clock()) for key in keys))
+        # The hash runs even when locked or unknown: "locked", "wrong" and "no such phone"
+        # take the same time and get the same answer.
         ok = await password_matches(user.password_hash if user else dummy_hash, body.password)
-        if user is None or not ok or user.status != "active":
+        if locked or user is None or not ok or user.status != "active":
+            await platform.write(lambda uow: [
+                throttle(uow.conn, key).record_failure(key, uow.now) for key in keys])
             raise AuthenticationFailed("phone or password is wrong",
                                        code="invalid_credentials")
-        session = await platform.write(lambda uow: identity.open_session(
-            SqlUserStore(uow.conn), user_id=user.user_id, session_id=new_id("s"),
-            now=uow.now, refresh_ttl_s=settings.refresh_token_ttl_s))
-        return tokens_for(session)
+
+        def open_session(uow: SqlUnitOfWork) -> identity.IssuedSession:
+            account = keys[-1]
+            throttle(uow.conn, account).record_success(account, uow.now)
+            return identity.open_session(
+                SqlUserStore(uow.conn), user_id=user.user_id, session_id=new_id("s"),
+                now=uow.now, refresh_ttl_s=settings.refresh_token_ttl_s)
+
+        return tokens_for(await platform.write(open_session))
 
     @router.post("/sessions/refresh", status_code=201, summary="Rotate the refresh token")
     async def refresh(body: Refresh) -> Response:

@@ -264,3 +264,12 @@ p2p_transfers = Table(
     Column("memo", String(140), nullable=True),
     Column("created_at", Float, nullable=False),
 )
+
+throttle_state = Table(
+    "throttle_state", metadata,
+    Column("key", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure", Float, nullable=False),
+    Column("locked_until", Float, nullable=False),
+    Column("lockouts", Integer, nullable=False),
+)
