@@ -15,20 +15,12 @@ from anfu.db.ledger_store import AccountIdCache, InvariantReport, check_invarian
 from anfu.db.migrate import upgrade
 from anfu.db.uow import SqlUnitOfWork
 from anfu.db.writer import Writer
+from tests.clock import Clock
 from tests.support import reset_database, test_database_url
 
 T = TypeVar("T")
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

@@ -19,18 +19,18 @@ from anfu.adapters.carrier import (
     SandboxCarrier,
     SimChangeReply,
 )
+from tests.clock import Clock as BaseClock
 
 PHONE = "+8613800138000"
 OTHER = "+8613900139000"
 
 
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-        self.slept = 0.0
+class Clock(BaseClock):
+    """Also the carrier's sleep: time passes without waiting."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, now: float = 1_750_000_000.0) -> None:
+        super().__init__(now)
+        self.slept = 0.0
 
     async def sleep(self, seconds: float) -> None:
         # Latency moves the fake clock instead of the test's wall time.

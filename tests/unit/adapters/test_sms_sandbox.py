@@ -17,18 +17,13 @@ from anfu.adapters.sms import (
     SmsUnavailable,
     sms_length,
 )
+from tests.clock import Clock
 
 PHONE = "+8613800138000"  # ends in 8000: delivered unless failure_rate says otherwise
 OTHER = "+8613900139001"
 FAILING = "+8613700130000"  # ends in 0000: always fails
 
 
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -11,16 +11,11 @@ import pytest
 
 from anfu.crypto import TokenExpired, TokenInvalid, TokenSigner, random_token, sha256_hex
 from anfu.errors import AuthenticationFailed
+from tests.clock import Clock
 
 SECRET = b"s" * 32
 
 
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.7) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

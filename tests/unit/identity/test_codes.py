@@ -26,6 +26,7 @@ from anfu.identity.codes import (
     format_amount,
 )
 from anfu.money import Money
+from tests.clock import Clock
 
 PHONE = "13800138000"
 ADDRESS = "198.51.100.7"
@@ -34,13 +35,6 @@ FARE = Money(2300, "CNY")
 SHOP = "BEST TRANSPORT"
 
 
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 class Digits:

@@ -20,17 +20,11 @@ from anfu.identity.throttle import (
     address_bucket,
     address_key,
 )
+from tests.clock import Clock
 
 KEY = account_key("password", "u_1")
 
 
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 @pytest.fixture
