@@ -4,6 +4,7 @@ metrics, served on the admin zone."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -73,4 +74,14 @@ class Metrics:
         self.batch_seconds.observe(seconds)
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROCESS_ENV):  # several worker processes: add them all up
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))
+
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +62,14 @@ def _write(job: Callable[[Any], T]) -> T:
         platform.close()
 
 
+def share_metrics_between_processes(folder: Path) -> None:
+    """Before prometheus_client is first imported (it reads this at import): each worker
+    process then keeps its counters in files under ``folder``, and /metrics adds them up."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
 @app.command()
 def run(
     admin_token: Annotated[str | None, typer.Option(envvar="ANFU_ADMIN_TOKEN",
@@ -75,13 +85,16 @@ def run(
 
     On first start this creates the database and platform keys under ANFU_HOME (var/).
     """
+    settings = _settings()
+    if workers > 1:  # before anything imports prometheus_client
+        share_metrics_between_processes(settings.home / "metrics")
+
     from anfu.bootstrap import build
     from anfu.cli.demo import seed
     from anfu.observability import setup_logging
     from anfu.server import Listeners
     from anfu.server import run as serve_until_stopped
 
-    settings = _settings()
     setup_logging(settings.log_level, settings.log_json)
     platform = _platform(settings)  # migrations, keys and secrets exist before any fork
     try:
