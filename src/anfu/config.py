@@ -25,7 +25,6 @@ class Settings(BaseSettings):
     mobile_addr: str = "127.0.0.1:8000"
     merchant_addr: str = "127.0.0.1:8001"
     admin_addr: str = "127.0.0.1:8002"
-    public_mobile_url: str = ""
 
     default_fee_bps: int = Field(60, ge=0, le=10000, description="merchant fee, basis points")
     pay_timeout_s: int = Field(15 * 60, gt=0)
@@ -67,13 +66,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_guard(self) -> Settings:
-        if self.env == "production":
-            if self.token_secret is None or self.key_passphrase is None:
-                raise ValueError(
-                    "ANFU_ENV=production needs ANFU_TOKEN_SECRET and ANFU_KEY_PASSPHRASE set;"
-                    " development defaults are refused")
-            if split_addr(self.admin_addr)[0] not in ("127.0.0.1", "::1", "localhost"):
-                pass  # operators may expose admin deliberately; default stays loopback
+        if self.env == "production" and (
+                self.token_secret is None or self.key_passphrase is None):
+            raise ValueError(
+                "ANFU_ENV=production needs ANFU_TOKEN_SECRET and ANFU_KEY_PASSPHRASE set;"
+                " development defaults are refused")
         return self
 
     @property

@@ -50,6 +50,20 @@ def check_idempotency_key(key: str | None, *, required: bool) -> str | None:
     return key
 
 
+def stored_answer(uow: SqlUnitOfWork, scope: str, key: str,
+                  fingerprint: str) -> tuple[int, bytes] | None:
+    """The (status, body) kept for an earlier call with this key, if any; the same key with
+    another request is a conflict."""
+    found = uow.idempotency.find(scope, key)
+    if found is None:
+        return None
+    stored_hash, status, body = found
+    if stored_hash != fingerprint:
+        raise Conflict("this Idempotency-Key was used with another request",
+                       code="idempotency_key_reused")
+    return status, body.encode()
+
+
 Effect = Callable[[SqlUnitOfWork], tuple[int, Any]]
 
 
@@ -59,14 +73,8 @@ async def idempotent_write(platform: Platform, *, scope: str, key: str | None,
     transaction as the effect; a repeat returns it, the same key with another body is 409."""
 
     def job(uow: SqlUnitOfWork) -> tuple[int, bytes, bool]:
-        if key is not None:
-            found = uow.idempotency.find(scope, key)
-            if found is not None:
-                stored_hash, status, body = found
-                if stored_hash != fingerprint:
-                    raise Conflict("this Idempotency-Key was used with another request",
-                                   code="idempotency_key_reused")
-                return status, body.encode(), True
+        if key is not None and (stored := stored_answer(uow, scope, key, fingerprint)):
+            return stored[0], stored[1], True
         status, payload = effect(uow)
         raw = orjson.dumps(payload)
         if key is not None:

@@ -21,7 +21,7 @@ from anfu.db.uow import SqlTradeStore, SqlUnitOfWork
 from anfu.errors import NotFound
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.merchants import service as merchants
-from anfu.merchants.model import Merchant, VerifiedRequest
+from anfu.merchants.model import Merchant, MerchantKey, VerifiedRequest
 from anfu.sigwire import format_signature_header, new_nonce, response_signing_bytes
 from anfu.trades import service as trades
 from anfu.trades.model import Trade, TradeMode
@@ -87,7 +87,7 @@ def create_app(platform: Platform) -> FastAPI:
         def merchant(self, merchant_id: str) -> Merchant | None:
             return platform.read(lambda c: SqlMerchantStore(c).merchant(merchant_id))
 
-        def key(self, key_id: str) -> Any:
+        def key(self, key_id: str) -> MerchantKey | None:
             return platform.read(lambda c: SqlMerchantStore(c).key(key_id))
 
     verifier = merchants.RequestVerifier(directory=_Directory(), cache=platform.key_cache,

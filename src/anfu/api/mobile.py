@@ -19,6 +19,7 @@ from anfu.api.common import (
     idempotent_write,
     json_response,
     request_hash,
+    stored_answer,
 )
 from anfu.api.schemas import Login, MoneyMove, NewUser, P2PTransfer, Refresh
 from anfu.bootstrap import Platform
@@ -31,7 +32,6 @@ from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
 from anfu.errors import (
     AuthenticationFailed,
-    Conflict,
     InvalidRequest,
     NotFound,
     UpstreamFailed,
@@ -197,12 +197,9 @@ def create_app(platform: Platform) -> FastAPI:
         scope = f"user:{user_id}"
 
         def begin(uow: SqlUnitOfWork) -> tuple[wallet.BankOperation | None, bytes | None]:
-            found = uow.idempotency.find(scope, key)
-            if found is not None:
-                if found[0] != fingerprint:
-                    raise Conflict("this Idempotency-Key was used with another request",
-                                         code="idempotency_key_reused")
-                return None, found[2].encode()
+            stored = stored_answer(uow, scope, key, fingerprint)
+            if stored is not None:
+                return None, stored[1]
             return wallet.begin_bank_op(uow, SqlWalletStore(uow.conn), op_id=op_id,
                                         user_id=user_id, kind=kind, amount=body.amount,
                                         currency=body.currency, bank=BANK,
