@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint bench demo clean
+.PHONY: run test test-sqlite test-postgres browser lint bench demo clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,12 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
-test-sqlite: $(STAMP)
+# The browser tests (tests/browser) drive Debian's Chromium; never Playwright's own download.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test-sqlite: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 # PostgreSQL at ANFU_PG_URL (default: the local server, database `test`).
 ANFU_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) browser
 	ANFU_TEST_DATABASE_URL=$(ANFU_PG_URL) $(BIN)/python -m pytest tests
 
 bench: $(STAMP)

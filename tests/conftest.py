@@ -10,6 +10,7 @@ from tests.support import (
     NotifyReceiver,
     RunningPlatform,
     create_merchant,
+    new_customer,
     start_platform,
 )
 
@@ -33,19 +34,9 @@ def make_merchant(platform_urls: RunningPlatform) -> Callable[..., MerchantIdent
 
 @pytest.fixture
 def funded_customer(platform_urls: RunningPlatform) -> Callable[..., Any]:
-    from anfu.sdk import WalletClient
-
-    def make(amount: int = 100_000, currency: str = "CNY", url: str | None = None) -> Any:
-        import secrets
-
-        client = WalletClient(url or platform_urls.mobile)
-        phone = "1" + str(secrets.randbelow(10**10)).zfill(10)
-        client.register(phone, "correct horse battery")
-        client.login(phone, "correct horse battery")
-        if amount:
-            client.topup(amount, currency)
-        client.phone = phone
-        return client
+    def make(amount: int = 100_000, currency: str = "CNY",
+             platform: RunningPlatform | None = None) -> Any:
+        return new_customer(platform or platform_urls, amount=amount, currency=currency)
 
     return make
 

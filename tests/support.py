@@ -96,6 +96,21 @@ class RunningPlatform:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def sms_messages(self, phone: str) -> list[dict[str, Any]]:
+        """What the sandbox SMS gateway sent to ``phone``, newest first (the admin API)."""
+        reply = httpx.get(f"{self.admin}/v1/sms/outbox", params={"phone": phone, "limit": 50})
+        reply.raise_for_status()
+        return list(reply.json()["messages"])
+
+    def sms_code(self, phone: str) -> str:
+        """The one-time code in the newest SMS to ``phone``."""
+        messages = self.sms_messages(phone)
+        if not messages:
+            raise AssertionError(f"no SMS was sent to {phone}")
+        found = re.search(r"\b(\d{6})\b", messages[0]["text"])
+        assert found, messages[0]["text"]
+        return found.group(1)
+
 
 def _spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -130,6 +145,9 @@ def start_platform(home: Path, **overrides: str) -> RunningPlatform:
            "ANFU_BANK_LATENCY_MS": "2", "ANFU_LOG_JSON": "true",
            # Test-only cost: OWASP's minimum Argon2id would make hundreds of sign-ups slow.
            "ANFU_ARGON2_MEMORY_KIB": "8192", "ANFU_ARGON2_TIME_COST": "1",
+           # Every test customer signs in from 127.0.0.1: lift the per-address SMS limit
+           # (tests of that limit set their own).
+           "ANFU_SMS_ADDRESS_LIMITS": "100000/60", "ANFU_SMS_LATENCY_MS": "5",
            **overrides}
     env.pop("ANFU_TEST_DATABASE_URL", None)
     reset_database(env["ANFU_DATABASE_URL"])
@@ -225,3 +243,27 @@ def eventually(check: Any, timeout: float = 20, interval: float = 0.1) -> Any:
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def new_customer(platform: RunningPlatform, *, amount: int = 0, currency: str = "CNY",
+                 bind_device: bool = True, key_storage: str = "hardware") -> Any:
+    """A customer signed up and logged in the way a phone does: password and SMS code (read
+    from the sandbox gateway's outbox), then the phone's key bound (hardware-backed by
+    default, so step-ups to level 3 are answered by the key), then topped up."""
+    import secrets
+
+    from anfu.sdk import WalletClient
+
+    phone = "1" + str(secrets.randbelow(10**10)).zfill(10)
+    client = WalletClient(platform.mobile, sms_code=lambda challenge: platform.sms_code(phone),
+                          password=lambda challenge: PASSWORD)
+    client.register(phone, PASSWORD)
+    client.login(phone, PASSWORD)
+    if bind_device:
+        client.bind_device("test phone", key_storage=key_storage)  # type: ignore[arg-type]
+    if amount:
+        client.topup(amount, currency)
+    return client

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +14,10 @@ from sqlalchemy import Connection, Engine
 
 from anfu import crypto
 from anfu.adapters.bank import BankAdapter, SandboxBank
+from anfu.adapters.carrier import CarrierAdapter, SandboxCarrier
+from anfu.adapters.carrier.sandbox import default_state_path as carrier_state_path
+from anfu.adapters.sms import SandboxSmsGateway, SmsGateway
+from anfu.adapters.sms.sandbox import default_state_path as sms_state_path
 from anfu.config import Settings
 from anfu.crypto.passwords import PasswordHasher
 from anfu.crypto.tokens import TokenSigner
@@ -19,7 +25,8 @@ from anfu.db.engine import make_engine
 from anfu.db.ledger_store import AccountIdCache
 from anfu.db.uow import SqlUnitOfWork
 from anfu.db.writer import Writer
-from anfu.keys import PlatformKeys, dev_secrets
+from anfu.identity.assurance import AuthPolicy, load_policy
+from anfu.keys import PlatformKeys, data_key, dev_secrets
 from anfu.observability import Metrics
 
 T = TypeVar("T")
@@ -41,6 +48,10 @@ class Platform:
     bank: BankAdapter
     key_cache: crypto.PublicKeyCache
     metrics: Metrics
+    policy: AuthPolicy
+    data_key: bytes
+    sms: SmsGateway
+    carrier: CarrierAdapter
     extras: dict[str, Any] = field(default_factory=dict)
 
     def uow(self, conn: Connection) -> SqlUnitOfWork:
@@ -62,6 +73,22 @@ class Platform:
         self.hash_pool.shutdown(wait=False)
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def hash_pool(settings: Settings) -> ThreadPoolExecutor:
+    """The Argon2id threads. Each verify takes a core for tens of milliseconds, so a login
+    flood could starve payments of CPU: the threads run niced (``ANFU_HASH_NICE``), and
+    there are ``ANFU_HASH_WORKERS`` of them per process (with one process per core, one each
+    fills the machine)."""
+    nice = settings.hash_nice
+
+    def lower_priority() -> None:
+        if nice and hasattr(os, "setpriority"):
+            # Linux: PRIO_PROCESS with a thread id sets that one thread's niceness.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+    return ThreadPoolExecutor(max_workers=settings.hash_workers,
+                              thread_name_prefix="anfu-argon2", initializer=lower_priority)
 
 
 def build(settings: Settings, *, clock: Clock = time.time,
@@ -86,7 +113,14 @@ def build(settings: Settings, *, clock: Clock = time.time,
         passwords=PasswordHasher(time_cost=settings.argon2_time_cost,
                                  memory_kib=settings.argon2_memory_kib,
                                  parallelism=settings.argon2_parallelism),
-        hash_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="anfu-argon2"),
+        hash_pool=hash_pool(settings),
         bank=bank or SandboxBank(latency_ms=settings.bank_latency_ms,
                                  failure_rate=settings.bank_failure_rate),
-        key_cache=crypto.PublicKeyCache(), metrics=metrics)
+        key_cache=crypto.PublicKeyCache(), metrics=metrics,
+        policy=load_policy(settings.auth_policy), data_key=data_key(settings),
+        sms=SandboxSmsGateway(
+            latency_ms=settings.sms_latency_ms, failure_rate=settings.sms_failure_rate,
+            clock=clock, state_path=sms_state_path(settings.home)),
+        carrier=SandboxCarrier(
+            latency_ms=settings.carrier_latency_ms, clock=clock,
+            state_path=carrier_state_path(settings.home)))

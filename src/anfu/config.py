@@ -40,6 +40,7 @@ class Settings(BaseSettings):
 
     token_secret: SecretStr | None = Field(None, description="HMAC key for access tokens")
     key_passphrase: SecretStr | None = Field(None, description="encrypts platform keys")
+    data_key: SecretStr | None = Field(None, description="seals TOTP secrets, keys SMS codes")
 
     group_commit_max: int = Field(256, gt=0)
     group_commit_wait_ms: float = Field(1.0, ge=0)
@@ -49,9 +50,25 @@ class Settings(BaseSettings):
     bank_latency_ms: int = Field(20, ge=0, description="sandbox bank: reply latency")
     bank_failure_rate: float = Field(0.0, ge=0, le=1, description="sandbox bank: refusals")
 
+    auth_policy: Path | None = Field(None, description="auth policy TOML (default: built-in)")
+    dpop_max_age_s: int = Field(60, gt=0, le=600, description="oldest DPoP proof taken")
+    sms_latency_ms: int = Field(300, ge=0, description="sandbox SMS gateway: receipt latency")
+    sms_failure_rate: float = Field(0.0, ge=0, le=1, description="sandbox SMS: failed share")
+    sms_phone_limits: str = Field("1/60,5/3600,10/86400",
+                                  description="codes per phone: count/seconds,...")
+    sms_address_limits: str = Field("5/60,30/3600,100/86400",
+                                    description="codes per client address: count/seconds,...")
+    carrier_latency_ms: int = Field(30, ge=0, description="sandbox carrier: reply latency")
+    webauthn_rp_id: str = Field("localhost", description="passkeys: relying party id")
+    webauthn_origins: str = Field("", description="passkeys: allowed origins, comma-separated"
+                                  " (default: http://localhost:<mobile port>)")
+
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_kib: int = Field(19456, ge=1024)
     argon2_parallelism: int = Field(1, ge=1)
+    hash_workers: int = Field(1, ge=1, le=64, description="Argon2id threads per process")
+    hash_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the Argon2id threads"
+                           " (Linux): payments win the CPU during a login flood")
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -64,18 +81,36 @@ class Settings(BaseSettings):
             raise ValueError("ANFU_NOTIFY_SCHEDULE: comma-separated whole seconds, e.g. 240,600")
         return value
 
+    @field_validator("sms_phone_limits", "sms_address_limits")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        for part in value.split(","):
+            count, _, seconds = part.strip().partition("/")
+            if not (count.isdigit() and seconds.isdigit() and int(count) > 0):
+                raise ValueError("SMS limits: comma-separated count/seconds, e.g. 1/60,5/3600")
+        return value
+
     @model_validator(mode="after")
     def _production_guard(self) -> Settings:
         if self.env == "production" and (
-                self.token_secret is None or self.key_passphrase is None):
+                self.token_secret is None or self.key_passphrase is None
+                or self.data_key is None):
             raise ValueError(
-                "ANFU_ENV=production needs ANFU_TOKEN_SECRET and ANFU_KEY_PASSPHRASE set;"
+                "ANFU_ENV=production needs ANFU_TOKEN_SECRET, ANFU_KEY_PASSPHRASE and"
+                " ANFU_DATA_KEY set;"
                 " development defaults are refused")
         return self
 
     @property
     def notify_delays(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.notify_schedule.split(",") if p.strip())
+
+    @property
+    def passkey_origins(self) -> list[str]:
+        if self.webauthn_origins:
+            return [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]
+        port = split_addr(self.mobile_addr)[1]
+        return [f"http://{self.webauthn_rp_id}:{port}"]
 
     @property
     def resolved_database_url(self) -> str:

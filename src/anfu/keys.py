@@ -25,20 +25,35 @@ def _write_private(path: Path, data: str) -> None:
         fh.write(data)
 
 
+def data_key(settings: Settings) -> bytes:
+    """The key that seals TOTP secrets and keys SMS code hashes: ``ANFU_DATA_KEY``, or
+    (outside production) made once and kept in ``ANFU_HOME/secrets.json``. It is separate
+    from the access-token secret, so rotating that one never locks anyone out of a factor."""
+    if settings.data_key is not None:
+        return settings.data_key.get_secret_value().encode()
+    return _stored_secrets(settings)["data_key"].encode()
+
+
+def _stored_secrets(settings: Settings) -> dict[str, str]:
+    path = settings.home / "secrets.json"
+    settings.home.mkdir(parents=True, exist_ok=True)
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {"token_secret": 32, "key_passphrase": 24, "data_key": 32}
+    missing = {name: secrets.token_urlsafe(size) for name, size in wanted.items()
+               if name not in stored}
+    if missing:
+        stored.update(missing)
+        _write_private(path, json.dumps(stored))
+    return stored
+
+
 def dev_secrets(settings: Settings) -> tuple[bytes, bytes]:
     """(token_secret, key_passphrase): from settings, or (outside production) made once and
     kept in ``ANFU_HOME/secrets.json`` with mode 0600."""
     if settings.token_secret is not None and settings.key_passphrase is not None:
         return (settings.token_secret.get_secret_value().encode(),
                 settings.key_passphrase.get_secret_value().encode())
-    path = settings.home / "secrets.json"
-    settings.home.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        stored = json.loads(path.read_text())
-    else:
-        stored = {"token_secret": secrets.token_urlsafe(32),
-                  "key_passphrase": secrets.token_urlsafe(24)}
-        _write_private(path, json.dumps(stored))
+    stored = _stored_secrets(settings)
     token = (settings.token_secret.get_secret_value() if settings.token_secret
              else stored["token_secret"])
     passphrase = (settings.key_passphrase.get_secret_value() if settings.key_passphrase

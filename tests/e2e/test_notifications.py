@@ -110,7 +110,7 @@ def test_pending_notifications_survive_a_restart(tmp_path: Any,
         m = create_merchant(platform.admin, notify_url=receiver.url)
         shop = MerchantClient(platform.merchant, m.merchant_id, m.key_id, m.alg,
                               m.private_key_pem)
-        buyer = funded_customer(10_000, url=platform.mobile)
+        buyer = funded_customer(10_000, platform=platform)
         trade = shop.create_trade(out_trade_no="r" + secrets.token_hex(6), amount=500,
                                   currency="CNY", subject="x", mode="escrow")
         buyer.pay(trade["trade_no"])

@@ -210,7 +210,7 @@ def test_confirm_timeout_settles_and_survives_restart(tmp_path: Path,
         m = create_merchant(platform.admin, fee_bps=60)
         shop = MerchantClient(platform.merchant, m.merchant_id, m.key_id, m.alg,
                               m.private_key_pem)
-        buyer = funded_customer(10_000, url=platform.mobile)
+        buyer = funded_customer(10_000, platform=platform)
         trade = shop.create_trade(out_trade_no=out_no(), amount=1000, currency="CNY",
                                   subject="x", mode="escrow")
         buyer.pay(trade["trade_no"])

@@ -28,7 +28,7 @@ def test_two_worker_processes(tmp_path: Path, funded_customer: Callable[..., Any
         m = create_merchant(platform.admin)
         shop = MerchantClient(platform.merchant, m.merchant_id, m.key_id, m.alg,
                               m.private_key_pem)
-        buyer = funded_customer(100_000, url=platform.mobile)
+        buyer = funded_customer(100_000, platform=platform)
         for n in range(10):
             trade = shop.create_trade(out_trade_no=f"w{n}-{secrets.token_hex(4)}", amount=100,
                                       currency="CNY", subject="x", mode="direct")

@@ -1,12 +1,15 @@
 """Load generation for the concurrency and crash tests.
 
-Plain functions over raw httpx (no project code), importable by processes started with the
-``spawn`` method. An operation is a plain dict, so it pickles across processes:
+Plain functions over raw httpx, importable by processes started with the ``spawn`` method.
+A customer's credential is a plain dict, ``{"token": access token, "key": PKCS#8 DER of the
+device key or None}`` (``credential(client)`` makes one): with a key, every request carries
+``Authorization: DPoP`` and a fresh DPoP proof, as the phone would send. An operation is a
+plain dict too, so both pickle across processes:
 
     {"kind": "pay", "trade_no": "T…", "amount": 150, "key": None | "…"}
     {"kind": "p2p", "to_user_id": "u…", "amount": 150, "key": "…"}
 
-(an optional ``token`` in an operation overrides the caller's bearer token)
+(an optional ``cred`` in an operation overrides the caller's credential)
 and its outcome is a dict too: the operation plus ``status``, ``code`` (problem code or
 None), ``body`` (decoded JSON), ``raw`` (the response bytes) and ``replayed``.
 """
@@ -37,10 +40,31 @@ def request_of(op: Op) -> tuple[str, dict[str, Any] | None]:
     raise ValueError(f"unknown operation {op['kind']!r}")
 
 
-def send(http: httpx.Client, token: str, op: Op) -> Outcome:
+Credential = dict[str, Any]
+
+
+def credential(client: Any) -> Credential:
+    """The picklable credential of a logged-in ``WalletClient``."""
+    key = client.device_key if client.token_type == "DPoP" else None
+    return {"token": client.access_token, "key": key.to_pkcs8_der() if key else None}
+
+
+def auth_headers(http: httpx.Client, cred: Credential, method: str,
+                 path: str) -> dict[str, str]:
+    if cred.get("key") is None:
+        return {"Authorization": f"Bearer {cred['token']}"}
+    from anfu.crypto.jose import DeviceKey
+
+    key = DeviceKey.from_pkcs8_der(cred["key"])
+    url = str(http.base_url).rstrip("/") + path
+    return {"Authorization": f"DPoP {cred['token']}",
+            "DPoP": key.dpop_proof(method, url, access_token=cred["token"])}
+
+
+def send(http: httpx.Client, cred: Credential, op: Op) -> Outcome:
     """Send one operation; transport errors (connection refused or cut) propagate."""
     path, body = request_of(op)
-    headers = {"Authorization": f"Bearer {op.get('token') or token}"}
+    headers = auth_headers(http, op.get("cred") or cred, "POST", path)
     if op.get("key") is not None:
         headers["Idempotency-Key"] = op["key"]
     response = http.post(path, json=body, headers=headers)
@@ -54,7 +78,7 @@ def send(http: httpx.Client, token: str, op: Op) -> Outcome:
             "replayed": response.headers.get("Idempotent-Replayed") == "true"}
 
 
-def run_threads(base_url: str, token: str, per_thread: Sequence[Sequence[Op]],
+def run_threads(base_url: str, cred: Credential, per_thread: Sequence[Sequence[Op]],
                 *, start_at: float | None = None, timeout: float = 30) -> list[Outcome]:
     """One thread (with its own connection) per list of operations; all threads start
     together (at ``start_at`` if given, else as soon as all are ready)."""
@@ -66,18 +90,18 @@ def run_threads(base_url: str, token: str, per_thread: Sequence[Sequence[Op]],
             barrier.wait()
             if start_at is not None:
                 time.sleep(max(0.0, start_at - time.time()))
-            return [send(http, token, op) for op in ops]
+            return [send(http, cred, op) for op in ops]
 
     with ThreadPoolExecutor(len(per_thread)) as pool:
         return [o for outcomes in pool.map(work, per_thread) for o in outcomes]
 
 
-def process_main(base_url: str, token: str, per_thread: Sequence[Sequence[Op]],
+def process_main(base_url: str, cred: Credential, per_thread: Sequence[Sequence[Op]],
                  start_at: float, results: Any) -> None:
     """Entry point of a spawned process: run the threads, put the outcomes (or the error)
     on the ``results`` queue."""
     try:
-        outcomes = run_threads(base_url, token, per_thread, start_at=start_at)
+        outcomes = run_threads(base_url, cred, per_thread, start_at=start_at)
         for o in outcomes:
             o["raw"] = bytes(o["raw"])
         results.put(("ok", outcomes))
@@ -90,14 +114,15 @@ def chunks(items: Sequence[Op], n: int) -> list[list[Op]]:
     return [list(items[i::n]) for i in range(n)]
 
 
-def statement(http: httpx.Client, token: str, currency: str = CURRENCY) -> list[dict[str, Any]]:
+def statement(http: httpx.Client, cred: Credential,
+              currency: str = CURRENCY) -> list[dict[str, Any]]:
     """Every entry of the caller's wallet statement (follows the cursor)."""
     entries: list[dict[str, Any]] = []
     cursor = 0
     while True:
         page = http.get("/v1/wallet/statement", params={"currency": currency,
                                                          "cursor": cursor, "limit": 500},
-                        headers={"Authorization": f"Bearer {token}"})
+                        headers=auth_headers(http, cred, "GET", "/v1/wallet/statement"))
         assert page.status_code == 200, page.text
         data = page.json()
         entries.extend(data["entries"])
@@ -106,15 +131,20 @@ def statement(http: httpx.Client, token: str, currency: str = CURRENCY) -> list[
         cursor = data["next_cursor"]
 
 
-def wallet(http: httpx.Client, token: str, currency: str = CURRENCY) -> dict[str, int]:
+def wallet(http: httpx.Client, cred: Credential, currency: str = CURRENCY) -> dict[str, int]:
     """``{balance, available, pending_out}`` of one currency (zeros if no account yet)."""
-    reply = http.get("/v1/wallet", headers={"Authorization": f"Bearer {token}"})
+    reply = http.get("/v1/wallet", headers=auth_headers(http, cred, "GET", "/v1/wallet"))
     assert reply.status_code == 200, reply.text
     for row in reply.json()["balances"]:
         if row["currency"] == currency:
             return {"balance": row["balance"], "available": row["available"],
                     "pending_out": row["pending_out"]}
     return {"balance": 0, "available": 0, "pending_out": 0}
+
+
+def get_json(http: httpx.Client, cred: Credential, path: str) -> Any:
+    """GET ``path`` as the customer; the decoded JSON."""
+    return http.get(path, headers=auth_headers(http, cred, "GET", path)).json()
 
 
 def ledger_check(admin_url: str) -> dict[str, Any]:

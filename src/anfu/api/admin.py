@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Header
 from starlette.responses import Response
 
-from anfu.api import problems
+from anfu.api import admin_identity, problems
 from anfu.api.common import MetricsMiddleware, add_health, json_response
 from anfu.api.schemas import NewKey, NewMerchant
 from anfu.bootstrap import Platform
@@ -88,5 +88,6 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
                               "accounts": report.accounts, "transfers": report.transfers},
                              200 if report.ok else 500)
 
+    admin_identity.build_router(platform, router)
     app.include_router(router)
     return app

@@ -1,17 +1,20 @@
-"""The mobile zone: customers' phones. Bearer access tokens; every money move takes an
+"""The mobile zone: customers' phones. Access tokens (DPoP-bound on a bound device); every
+call asks the auth policy for its assurance level; every money move takes an
 ``Idempotency-Key``."""
 
 
-import asyncio
 import hashlib
-import logging
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from sqlalchemy import text
 from starlette.responses import Response
 
 from anfu.adapters.bank import BankDeclined, BankUnavailable
-from anfu.api import problems
+from anfu.adapters.carrier import SandboxCarrier
+from anfu.api import factors, problems, sessions
+from anfu.api.auth import AuthContext, Authenticator, auth_dependency
 from anfu.api.common import (
     MetricsMiddleware,
     add_health,
@@ -21,42 +24,21 @@ from anfu.api.common import (
     request_hash,
     stored_answer,
 )
-from anfu.api.schemas import Login, MoneyMove, NewUser, P2PTransfer, Refresh
+from anfu.api.identity_kit import IdentityKit, mask_phone
+from anfu.api.schemas import MoneyMove, NewUser, P2PTransfer, PasskeyLogin
 from anfu.bootstrap import Platform
-from anfu.crypto.passwords import InvalidPassword
-from anfu.crypto.tokens import TokenExpired, TokenInvalid
 from anfu.db.ledger_store import balances_of, statement
-from anfu.db.throttle_store import SqlThrottleStore
 from anfu.db.uow import SqlTradeStore, SqlUnitOfWork, new_id
 from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
-from anfu.errors import (
-    AuthenticationFailed,
-    InvalidRequest,
-    NotFound,
-    UpstreamFailed,
-)
+from anfu.errors import InvalidRequest, NotFound, UpstreamFailed
 from anfu.identity import service as identity
-from anfu.identity.throttle import (
-    ADDRESS_DEFAULTS,
-    KEYCLOAK_DEFAULTS,
-    LockEvent,
-    Throttle,
-    account_key,
-    address_key,
-)
+from anfu.identity.password_policy import check_new_password
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
+from anfu.money import Money
 from anfu.trades import service as trades
+from anfu.trades.model import Trade
 from anfu.wallet import service as wallet
-
-log = logging.getLogger("anfu.identity")
-
-
-def log_lock(event: LockEvent) -> None:
-    log.warning("%s: %s locked for %d s after %d failures (%s)", event.name,
-                event.key.split(":")[0], int(event.wait_s), event.failures, event.reason,
-                extra={"event": event.name, "code": event.reason})
-
 
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 BANK = "sandbox"
@@ -70,128 +52,48 @@ def create_app(platform: Platform) -> FastAPI:
     add_health(app, "mobile")
     router = APIRouter(prefix="/v1")
     settings = platform.settings
-    dummy_hash = platform.passwords.hash("anfu-timing-equaliser")
 
-    def throttle(conn: Any, key: str) -> Throttle:
-        policy = ADDRESS_DEFAULTS if key.startswith("addr:") else KEYCLOAK_DEFAULTS
-        return Throttle(SqlThrottleStore(conn), policy=policy, on_lock=log_lock)
-
-    def bearer_user(authorization: str | None) -> str:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthenticationFailed("send Authorization: Bearer <access_token>",
-                                       code="token_missing")
-        try:
-            claims = platform.tokens.verify(authorization[7:])
-        except TokenExpired as exc:
-            raise AuthenticationFailed("the access token expired; refresh it",
-                                       code="token_expired") from exc
-        except TokenInvalid as exc:
-            raise AuthenticationFailed("the access token is not valid",
-                                       code="token_invalid") from exc
-        user_id: str = claims["sub"]
-        return user_id
-
-    async def current_user(authorization: Annotated[str | None, Header()] = None) -> str:
-        # async: a plain def dependency would cost a thread-pool hop on every request
-        return bearer_user(authorization)
-
-    User = Annotated[str, Depends(current_user)]
-
-    async def hash_password(password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(platform.hash_pool, platform.passwords.hash, password)
-
-    async def password_matches(stored: str, password: str) -> bool:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(platform.hash_pool, platform.passwords.verify, stored,
-                                       password)
-        except InvalidPassword:
-            return False
-        return True
-
-    def tokens_for(session: identity.IssuedSession, status: int = 201) -> Response:
-        access = platform.tokens.mint({"sub": session.user_id, "sid": session.session_id},
-                                      settings.access_token_ttl_s)
-        return json_response({"access_token": access, "token_type": "Bearer",
-                              "expires_in": settings.access_token_ttl_s,
-                              "refresh_token": session.refresh_token,
-                              "user_id": session.user_id, "session_id": session.session_id},
-                             status)
+    authenticator = Authenticator(platform)
+    kit = IdentityKit(platform)
+    current = Depends(auth_dependency(authenticator))
 
     @router.post("/users", status_code=201, summary="Create a customer account")
     async def create_user(body: NewUser) -> Response:
         identity.check_phone(body.phone)
-        identity.check_password_policy(body.password)
-        password_hash = await hash_password(body.password)
+        check_new_password(body.password, context=[body.phone])
+        password_hash = await kit.hash_password(body.password)
         user = await platform.write(lambda uow: identity.create_user(
             SqlUserStore(uow.conn), user_id=new_id("u"), phone=body.phone,
             password_hash=password_hash, now=uow.now))
         return json_response({"user_id": user.user_id, "phone": user.phone,
                               "created_at": user.created_at}, 201)
 
-    @router.post("/sessions", status_code=201, summary="Log in with phone and password")
-    async def login(body: Login, request: Request) -> Response:
-        user = platform.read(lambda conn: SqlUserStore(conn).user_by_phone(body.phone))
-        keys = [address_key(request.client.host if request.client else "unknown")]
-        if user is not None:
-            keys.append(account_key("password", user.user_id))
-        locked = platform.read(lambda conn: any(
-            throttle(conn, key).locked_until(key, platform.clock()) for key in keys))
-        # The hash runs even when locked or unknown: "locked", "wrong" and "no such phone"
-        # take the same time and get the same answer.
-        ok = await password_matches(user.password_hash if user else dummy_hash, body.password)
-        if locked or user is None or not ok or user.status != "active":
-            await platform.write(lambda uow: [
-                throttle(uow.conn, key).record_failure(key, uow.now) for key in keys])
-            raise AuthenticationFailed("phone or password is wrong",
-                                       code="invalid_credentials")
-
-        def open_session(uow: SqlUnitOfWork) -> identity.IssuedSession:
-            account = keys[-1]
-            throttle(uow.conn, account).record_success(account, uow.now)
-            return identity.open_session(
-                SqlUserStore(uow.conn), user_id=user.user_id, session_id=new_id("s"),
-                now=uow.now, refresh_ttl_s=settings.refresh_token_ttl_s)
-
-        return tokens_for(await platform.write(open_session))
-
-    @router.post("/sessions/refresh", status_code=201, summary="Rotate the refresh token")
-    async def refresh(body: Refresh) -> Response:
-        session = await platform.write(lambda uow: identity.rotate_refresh(
-            SqlUserStore(uow.conn), refresh_token=body.refresh_token, now=uow.now,
-            refresh_ttl_s=settings.refresh_token_ttl_s))
-        if session is None:
-            raise AuthenticationFailed("this refresh token was already used: the session is"
-                                       " revoked for safety; log in again",
-                                       code="refresh_token_reused")
-        return tokens_for(session)
-
-    @router.delete("/sessions/current", status_code=204, summary="Log out this session")
-    async def logout(authorization: Annotated[str | None, Header()] = None) -> Response:
-        bearer_user(authorization)
-        session_id = platform.tokens.verify((authorization or "")[7:])["sid"]
-        await platform.write(lambda uow: SqlUserStore(uow.conn).revoke_session(
-            session_id, "logout", uow.now))
-        return Response(status_code=204)
-
     @router.get("/wallet", summary="Balances per currency")
-    async def get_wallet(user_id: User) -> Response:
+    async def get_wallet(c: AuthContext = current) -> Response:
+        await authenticator.require(c, "wallet.read")
+        user_id = c.user_id
         rows = platform.read(lambda conn: balances_of(conn, OwnerType.CUSTOMER, user_id,
                                                       AccountKind.WALLET))
         return json_response({"user_id": user_id, "balances": [b.public() for b in rows]})
 
     @router.get("/wallet/statement", summary="Wallet entries, oldest first, cursor-paginated")
-    async def wallet_statement(user_id: User, currency: str = Query(pattern="^[A-Z]{3}$"),
+    async def wallet_statement(c: AuthContext = current,
+                               currency: str = Query(pattern="^[A-Z]{3}$"),
                                cursor: int = Query(0, ge=0),
                                limit: int = Query(50, ge=1, le=500)) -> Response:
+        await authenticator.require(c, "wallet.read")
+        user_id = c.user_id
         return json_response(statement_page(platform, AccountRef.wallet(user_id, currency),
                                             cursor, limit))
 
-    async def bank_operation(kind: str, user_id: str, body: MoneyMove, key: str | None,
+    async def bank_operation(kind: str, c: AuthContext, body: MoneyMove, key: str | None,
                              raw: bytes, path: str) -> Response:
         key = check_idempotency_key(key, required=True)
         assert key is not None
+        await authenticator.require(c, f"{kind}.create",
+                                    amount=Money(body.amount, body.currency),
+                                    payee="your bank account")
+        user_id = c.user_id
         op_id = "b" + hashlib.sha256(f"{user_id}\n{kind}\n{key}".encode()).hexdigest()[:24]
         fingerprint = request_hash("POST", path, raw)
         scope = f"user:{user_id}"
@@ -232,24 +134,41 @@ def create_app(platform: Platform) -> FastAPI:
                                       effect=finish)
 
     @router.post("/topups", status_code=201, summary="Add money from the bank")
-    async def topup(body: MoneyMove, user_id: User, request: Request,
-                    key: IdemKey = None) -> Response:
-        return await bank_operation("topup", user_id, body, key, await request.body(),
+    async def topup(body: MoneyMove, request: Request, key: IdemKey = None,
+                    c: AuthContext = current) -> Response:
+        return await bank_operation("topup", c, body, key, await request.body(),
                                     request.url.path)
 
     @router.post("/withdrawals", status_code=201, summary="Send money to the bank")
-    async def withdraw(body: MoneyMove, user_id: User, request: Request,
-                       key: IdemKey = None) -> Response:
-        return await bank_operation("withdrawal", user_id, body, key, await request.body(),
+    async def withdraw(body: MoneyMove, request: Request, key: IdemKey = None,
+                       c: AuthContext = current) -> Response:
+        return await bank_operation("withdrawal", c, body, key, await request.body(),
                                     request.url.path)
 
     @router.post("/transfers", status_code=201, summary="Pay another customer")
-    async def p2p(body: P2PTransfer, user_id: User, request: Request,
-                  key: IdemKey = None) -> Response:
+    async def p2p(body: P2PTransfer, request: Request, key: IdemKey = None,
+                  c: AuthContext = current) -> Response:
         key = check_idempotency_key(key, required=True)
         if (body.to_phone is None) == (body.to_user_id is None):
             raise InvalidRequest("give exactly one of to_phone and to_user_id",
                                  code="payee_required")
+        user_id = c.user_id
+
+        def payee_facts(conn: Any) -> tuple[str, str, bool] | None:
+            users = SqlUserStore(conn)
+            payee = (users.user_by_phone(body.to_phone) if body.to_phone
+                     else users.user(body.to_user_id or ""))
+            if payee is None:
+                return None
+            return payee.user_id, mask_phone(payee.phone), paid_before(
+                conn, "SELECT 1 FROM p2p_transfers WHERE payer_id = :u AND payee_id = :p"
+                " LIMIT 1", user_id, payee.user_id)
+
+        facts = platform.read(payee_facts)
+        if facts is not None:
+            await authenticator.require(c, "transfer.create",
+                                        amount=Money(body.amount, body.currency),
+                                        payee=facts[1], first_time_payee=not facts[2])
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
             users = SqlUserStore(uow.conn)
@@ -268,16 +187,34 @@ def create_app(platform: Platform) -> FastAPI:
             effect=effect)
 
     @router.get("/trades/{trade_no}", summary="A trade, as a buyer sees it before paying")
-    async def get_trade(trade_no: str, user_id: User) -> Response:
-        del user_id
+    async def get_trade(trade_no: str, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "trade.read")
         trade = platform.read(lambda conn: SqlTradeStore(conn).get(trade_no))
         if trade is None:
             raise NotFound(f"no trade {trade_no}", code="trade_not_found")
         return json_response(trade.public())
 
-    async def trade_action(trade_no: str, user_id: str, request: Request, key: str | None,
-                           action: Any) -> Response:
+    async def trade_action(trade_no: str, c: AuthContext, request: Request, key: str | None,
+                           operation: str, action: Any) -> Response:
         key = check_idempotency_key(key, required=False)
+        user_id = c.user_id
+
+        def trade_facts(conn: Any) -> tuple[Trade, str, bool] | None:
+            trade = SqlTradeStore(conn).get(trade_no)
+            if trade is None:
+                return None
+            merchant = conn.execute(text("SELECT name FROM merchants WHERE merchant_id = :m"),
+                                    {"m": trade.merchant_id}).scalar() or trade.merchant_id
+            return trade, str(merchant), paid_before(
+                conn, "SELECT 1 FROM trades WHERE buyer_id = :u AND merchant_id = :p AND"
+                " paid_at IS NOT NULL LIMIT 1", user_id, trade.merchant_id)
+
+        facts = platform.read(trade_facts)
+        if facts is None:
+            raise NotFound(f"no trade {trade_no}", code="trade_not_found")
+        trade, merchant_name, paid = facts
+        await authenticator.require(c, operation, amount=Money(trade.amount, trade.currency),
+                                    payee=merchant_name, first_time_payee=not paid)
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
             return 200, action(uow, trade_no=trade_no, buyer_id=user_id).public()
@@ -288,17 +225,49 @@ def create_app(platform: Platform) -> FastAPI:
             effect=effect)
 
     @router.post("/trades/{trade_no}/pay", summary="Pay a trade from the wallet")
-    async def pay(trade_no: str, user_id: User, request: Request,
-                  key: IdemKey = None) -> Response:
-        return await trade_action(trade_no, user_id, request, key, trades.pay_trade)
+    async def pay(trade_no: str, request: Request, key: IdemKey = None,
+                  c: AuthContext = current) -> Response:
+        return await trade_action(trade_no, c, request, key, "trade.pay", trades.pay_trade)
 
     @router.post("/trades/{trade_no}/confirm", summary="Confirm receipt: releases escrow")
-    async def confirm(trade_no: str, user_id: User, request: Request,
-                      key: IdemKey = None) -> Response:
-        return await trade_action(trade_no, user_id, request, key, trades.confirm_trade)
+    async def confirm(trade_no: str, request: Request, key: IdemKey = None,
+                      c: AuthContext = current) -> Response:
+        return await trade_action(trade_no, c, request, key, "trade.confirm",
+                                  trades.confirm_trade)
 
     app.include_router(router)
+    app.include_router(sessions.build_router(kit, authenticator))
+    app.include_router(factors.build_router(kit, authenticator))
+    add_web_pages(app)
+    if platform.settings.env != "production" and isinstance(platform.carrier, SandboxCarrier):
+        add_sandbox_carrier(app, platform.carrier)
+    app.include_router(router)
     return app
+
+
+def paid_before(conn: Any, sql: str, user_id: str, payee_id: str) -> bool:
+    return conn.execute(text(sql), {"u": user_id, "p": payee_id}).first() is not None
+
+
+def add_web_pages(app: FastAPI) -> None:
+    page = (Path(__file__).parent / "web" / "passkeys.html").read_bytes()
+
+    @app.get("/web/passkeys", include_in_schema=False)
+    async def passkeys_page() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Referrer-Policy": "no-referrer"})
+
+
+def add_sandbox_carrier(app: FastAPI, carrier: SandboxCarrier) -> None:
+    """Plays the operator's side of the phone's data connection, which hands the app a
+    network token (header enrichment). Only with the sandbox carrier, never in production."""
+
+    @app.post("/sandbox/carrier/network-token", summary="Sandbox operator: a network token",
+              tags=["sandbox"])
+    async def network_token(body: PasskeyLogin) -> Response:
+        return json_response({"network_token": carrier.issue_token(body.phone),
+                              "phone": body.phone})
 
 
 def statement_page(platform: Platform, ref: AccountRef, cursor: int,

@@ -13,10 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from anfu import errors
+from anfu.identity.codes import SendLimited
 
 log = logging.getLogger("anfu.api")
 
 STATUS: list[tuple[type[errors.AnfuError], int]] = [
+    (SendLimited, 429),
     (errors.InvalidRequest, 400),
     (errors.AuthenticationFailed, 401),
     (errors.InsufficientFunds, 402),
@@ -47,8 +49,14 @@ def problem(status: int, code: str, title: str, detail: str,
 
 def problem_of(exc: errors.AnfuError) -> Response:
     status = status_of(exc)
-    headers = {"WWW-Authenticate": "ANFU-SIG-V1, Bearer"} if status == 401 else None
-    return problem(status, exc.code, exc.title, exc.detail, headers, exc.extra)
+    extra = dict(exc.extra)
+    challenge = extra.pop("www_authenticate", None)
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": challenge or "ANFU-SIG-V1, Bearer, DPoP"}
+    if status == 429 and "retry_after_s" in extra:
+        headers = {"Retry-After": str(int(extra["retry_after_s"]))}  # RFC 9110 10.2.3
+    return problem(status, exc.code, exc.title, exc.detail, headers, extra)
 
 
 def install(app: FastAPI, zone: str, on_security_failure: Any = None) -> None:

@@ -26,6 +26,7 @@ class NewUser(Body):
 class Login(Body):
     phone: Annotated[str, StringConstraints(min_length=1, max_length=16)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    device_id: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
 
 
 class Refresh(Body):
@@ -76,3 +77,80 @@ class NewMerchant(Body):
 class NewKey(Body):
     alg: Literal["ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3"]
     public_key_pem: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+# --- identity ---
+Phone = Annotated[str, StringConstraints(min_length=6, max_length=16)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+class PasskeyLogin(Body):
+    phone: Phone
+
+
+class SimLogin(Body):
+    phone: Phone
+    network_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class ChallengeAnswer(Body):
+    method: Literal["password", "sms", "totp", "recovery_code", "device", "passkey"]
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    password: Secret | None = None
+    device_id: Id | None = None
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    credential: dict[str, object] | None = None
+
+
+class NewDevice(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    public_jwk: dict[str, object]
+    app_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    app_version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    app_cert_sha256: Annotated[str, StringConstraints(min_length=64, max_length=64)]
+    os: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    rooted: bool = False
+    emulator: bool = False
+    key_storage: Literal["software", "hardware"] = "software"
+
+
+class DeviceRename(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class TotpConfirm(Body):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
+class PasskeyRegistration(Body):
+    challenge_id: Id
+    credential: dict[str, object]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class NewPassword(Body):
+    new_password: Secret
+
+
+class ResetStart(Body):
+    phone: Phone
+
+
+class PhoneChange(Body):
+    new_phone: Phone
+
+
+class PhoneConfirm(Body):
+    new_phone: Phone
+    sms_challenge_id: Id
+    code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
+class Limits(Body):
+    currency: Currency
+    high_value_minor: Annotated[StrictInt, Field(ge=0, le=10**12)]
+
+
+class StepUp(Body):
+    level: Annotated[StrictInt, Field(ge=1, le=3)]

@@ -82,7 +82,9 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
     creds = json.loads(path.read_text())
     shop = MerchantClient(merchant_url, creds["merchant_id"], creds["key_id"], creds["alg"],
                           creds["private_key_pem"])
-    buyer = WalletClient(mobile_url)
+    phone = creds["customer_phone"]
+    buyer = WalletClient(mobile_url, sms_code=lambda challenge: _sandbox_code(settings, phone),
+                         password=lambda challenge: str(creds["customer_password"]))
 
     def step(title: str, payload: Any) -> None:
         typer.echo(f"\n== {title}")
@@ -93,10 +95,16 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
                               subject="BEST TRANSPORT: one parcel", mode="escrow")
     step("1. merchant creates an escrow trade (signed request, signed response verified)",
          {k: trade[k] for k in ("trade_no", "out_trade_no", "amount", "currency", "status")})
-    buyer.login(creds["customer_phone"], creds["customer_password"])
-    step("2. customer logs in; wallet before paying", buyer.wallet())
+    session = buyer.login(phone, creds["customer_password"])
+    step("2. customer logs in on a new phone: password + SMS code (from the sandbox outbox)",
+         {k: session[k] for k in ("acr", "amr", "token_type")})
+    device = buyer.bind_device("demo phone", key_storage="hardware")
+    step("2b. the phone binds its key: every request now carries a DPoP proof",
+         {k: device[k] for k in ("device_id", "alg", "jkt", "hardware_bound")})
+    step("2c. wallet before paying", buyer.wallet())
     paid = buyer.pay(trade["trade_no"])
-    step("3. customer pays: money held in escrow", {"status": paid["status"]})
+    step("3. customer pays (a first-time payee: step-up answered by the device key); money"
+         " held in escrow", {"status": paid["status"], "acr": buyer.me()["acr"]})
     shipped = shop.ship(trade["trade_no"])
     step("4. merchant ships", {"status": shipped["status"]})
     done = buyer.confirm(trade["trade_no"])
@@ -106,3 +114,17 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
     step("7. customer wallet after", buyer.wallet())
     events = shop.events(trade_no=trade["trade_no"])
     step("8. events written for this trade", [e["type"] for e in events["events"]])
+
+
+def _sandbox_code(settings: Settings, phone: str) -> str:
+    """What the customer reads on the phone: here, the sandbox SMS gateway's outbox."""
+    import re
+
+    from anfu.adapters.sms.sandbox import SandboxSmsGateway, default_state_path
+
+    messages = SandboxSmsGateway(state_path=default_state_path(settings.home)).outbox(phone, 1)
+    found = re.search(r"\b(\d{6})\b", messages[0].text) if messages else None
+    if found is None:
+        typer.echo("no SMS code found in the sandbox outbox", err=True)
+        raise typer.Exit(1)
+    return found.group(1)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from anfu.cli.sandbox import carrier_app, sms_app
 from anfu.config import Settings
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ merchants_app = typer.Typer(help="Register merchants and manage their signing ke
                             no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(merchants_app, name="merchants")
+app.add_typer(sms_app, name="sms",
+              help="Sandbox SMS gateway: read the outbox (the codes a phone would receive).")
+app.add_typer(carrier_app, name="carrier",
+              help="Sandbox mobile operator: network tokens and SIM changes for SIM login.")
 
 T = TypeVar("T")
 ALGS = "ed25519 | ecdsa-p256-sha256 | rsa-sha256 | sm2-sm3"
@@ -206,3 +211,32 @@ def demo(
     settings = _settings()
     drive(settings, mobile_url or f"http://{settings.mobile_addr}",
           merchant_url or f"http://{settings.merchant_addr}")
+
+
+auth_app = typer.Typer(help="Authentication: the policy in force.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
+
+
+@auth_app.command("policy")
+def auth_policy(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print the assurance level each operation needs (ANFU_AUTH_POLICY or the built-in)."""
+    import json
+
+    from anfu.identity.assurance import load_policy
+
+    policy = load_policy(_settings().auth_policy)
+    if as_json:
+        typer.echo(json.dumps(policy.describe(), indent=2))
+        return
+    typer.echo(f"policy: {policy.source}")
+    ages = ", ".join(f"level {k}: {int(v)} s" for k, v in sorted(policy.max_age_s.items()))
+    typer.echo(f"proofs count for: {ages}")
+    for operation, level in sorted(policy.operations.items(), key=lambda kv: (kv[1], kv[0])):
+        money = "  (+ amount and first-payee rules)" if operation in policy.money_operations \
+            else ""
+        typer.echo(f"  {level}  {operation}{money}")
+    limits = ", ".join(f"{c} {v}" for c, v in sorted(policy.default_limits.items()))
+    typer.echo(f"level {policy.first_time_payee_level} for a first-time payee; level 3 above:"
+               f" {limits} (minor units)")

@@ -117,6 +117,10 @@ users = Table(
     Column("password_hash", String(256), nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
+    # A risk signal for 24 h after a password reset (the risk engine reads it).
+    Column("recently_reset_until", Float, nullable=True),
+    # JSON {"CNY": 50000}: above these amounts a payment needs assurance level 3.
+    Column("high_value_limits", Text, nullable=True),
 )
 
 refresh_tokens = Table(
@@ -137,7 +141,15 @@ sessions = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
     Column("revoked_reason", String(64), nullable=True),
+    # The device whose key the session's tokens are bound to (DPoP), if any.
+    Column("device_id", String(32), nullable=True),
+    Column("jkt", String(64), nullable=True),
+    # JSON {"pwd": 1700000000.0, "sms": ...}: each method proved, and when.
+    Column("proofs", Text, nullable=False, server_default="{}"),
+    Column("client_address", String(64), nullable=True),
 )
+Index("ix_sessions_user", sessions.c.user_id)
+Index("ix_sessions_device", sessions.c.device_id)
 
 idempotency_keys = Table(
     "idempotency_keys", metadata,
@@ -273,3 +285,141 @@ throttle_state = Table(
     Column("locked_until", Float, nullable=False),
     Column("lockouts", Integer, nullable=False),
 )
+
+
+# "Has this customer paid this payee before?" (the first-time-payee step-up rule)
+Index("ix_trades_buyer", trades.c.buyer_id, trades.c.merchant_id)
+Index("ix_p2p_payer", p2p_transfers.c.payer_id, p2p_transfers.c.payee_id)
+
+# --- identity: factors, devices, challenges, audit (migration 0003) ---
+
+devices = Table(
+    "devices", metadata,
+    Column("device_id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("alg", String(8), nullable=False),
+    Column("public_jwk", Text, nullable=False),
+    Column("jkt", String(64), nullable=False, unique=True),
+    Column("key_storage", String(16), nullable=False),
+    Column("app_id", String(128), nullable=False),
+    Column("app_version", String(32), nullable=False),
+    Column("app_cert_sha256", String(64), nullable=False),
+    Column("os", String(64), nullable=False),
+    Column("rooted", Boolean, nullable=False),
+    Column("emulator", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+Index("ix_devices_user", devices.c.user_id)
+
+auth_challenges = Table(
+    "auth_challenges", metadata,
+    Column("challenge_id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("user_id", String(32), nullable=True),
+    Column("session_id", String(32), nullable=True),
+    Column("device_id", String(32), nullable=True),
+    Column("operation", String(48), nullable=False),
+    Column("required_acr", Integer, nullable=False),
+    # JSON {"all": ["pwd", "sms"], "any": []}: methods a login or reset must include.
+    Column("requirement", Text, nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("proofs", Text, nullable=False),
+    Column("amount", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("payee", String(64), nullable=True),
+    Column("sms_challenge_id", String(40), nullable=True),
+    Column("client_address", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("completed_at", Float, nullable=True),
+)
+
+sms_challenges = Table(
+    "sms_challenges", metadata,
+    Column("challenge_id", String(40), primary_key=True),
+    Column("phone", String(20), nullable=False),
+    Column("purpose", String(24), nullable=False),
+    Column("code_hash", String(128), nullable=False),
+    Column("client_address", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("amount_minor", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("payee", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
+sms_sends = Table(
+    "sms_sends", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(80), nullable=False),
+    Column("at", Float, nullable=False),
+)
+Index("ix_sms_sends_key_at", sms_sends.c.key, sms_sends.c.at)
+
+totp_factors = Table(
+    "totp_factors", metadata,
+    Column("user_id", String(32), ForeignKey("users.user_id"), primary_key=True),
+    Column("secret_sealed", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("confirmed_at", Float, nullable=True),
+    Column("last_step", BigInteger, nullable=False),
+)
+
+recovery_codes = Table(
+    "recovery_codes", metadata,
+    Column("user_id", String(32), ForeignKey("users.user_id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("code_hash", String(128), nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
+passkeys = Table(
+    "passkeys", metadata,
+    Column("credential_id", String(1400), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("backed_up", Boolean, nullable=False),
+    Column("transports", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+)
+Index("ix_passkeys_user", passkeys.c.user_id)
+
+dpop_jtis = Table(
+    "dpop_jtis", metadata,
+    Column("jkt", String(64), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_dpop_jtis_expiry", dpop_jtis.c.expires_at)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("user_id", String(32), nullable=True),
+    Column("session_id", String(32), nullable=True),
+    Column("device_id", String(32), nullable=True),
+    Column("client_address", String(64), nullable=True),
+    Column("detail", Text, nullable=False),
+)
+Index("ix_audit_events_user", audit_events.c.user_id, audit_events.c.id)
+
+device_notices = Table(
+    "device_notices", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", String(400), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_device_notices_device", device_notices.c.device_id, device_notices.c.id)

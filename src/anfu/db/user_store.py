@@ -9,8 +9,9 @@ from sqlalchemy import Connection, insert, select, text, update
 from anfu.db.tables import refresh_tokens, sessions, users
 from anfu.identity.service import User
 
-_BY_PHONE = text("SELECT * FROM users WHERE phone = :p")
-_BY_ID = text("SELECT * FROM users WHERE user_id = :u")
+_COLUMNS = "user_id, phone, password_hash, status, created_at"
+_BY_PHONE = text(f"SELECT {_COLUMNS} FROM users WHERE phone = :p")  # noqa: S608
+_BY_ID = text(f"SELECT {_COLUMNS} FROM users WHERE user_id = :u")  # noqa: S608
 
 
 class SqlUserStore:
@@ -33,6 +34,9 @@ class SqlUserStore:
     def set_password_hash(self, user_id: str, password_hash: str) -> None:
         self._conn.execute(update(users).where(users.c.user_id == user_id)
                            .values(password_hash=password_hash))
+
+    def set_phone(self, user_id: str, phone: str) -> None:
+        self._conn.execute(update(users).where(users.c.user_id == user_id).values(phone=phone))
 
     def insert_session(self, session_id: str, user_id: str, now: float) -> None:
         self._conn.execute(insert(sessions).values(session_id=session_id, user_id=user_id,

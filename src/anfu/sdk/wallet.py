@@ -1,60 +1,31 @@
 """WalletClient: a customer's calls to the mobile zone.
 
-    wallet = WalletClient("http://127.0.0.1:8000")
+    wallet = WalletClient("http://127.0.0.1:8000", sms_code=read_code_from_the_phone)
     wallet.login("13800000000", "correct horse battery")
+    wallet.bind_device("My phone", keystore=Path("device.json"), passphrase=b"...")
     wallet.topup(10_000, "CNY")
     wallet.pay(trade_no)
 
 Money moves (top-up, withdrawal, transfer) carry an ``Idempotency-Key``: pass your own to be
 able to retry after a network error without moving the money twice; otherwise a fresh UUID
-is used per call. An expired access token is refreshed once, automatically.
+is used per call. An expired access token is refreshed once, automatically, and a
+``step_up_required`` answer is met with the device key (or the code sources given) and the
+call retried once with the same key. Authentication itself lives in ``mobile_auth``.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
-import httpx
-
-from anfu.sdk.errors import ApiError, SdkError, json_object, raise_for_problem
+from anfu.sdk.mobile_auth import MobileSession, _seg
 
 Json = dict[str, Any]
 
 
-def _seg(value: str) -> str:
-    return quote(value, safe="")
-
-
-class WalletClient:
+class WalletClient(MobileSession):
     """The mobile zone (default ``http://127.0.0.1:8000``) as one logged-in customer."""
-
-    def __init__(self, base_url: str, *, timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None,
-                 access_token: str | None = None, refresh_token: str | None = None) -> None:
-        self.access_token = access_token
-        self.refresh_token = refresh_token
-        self.user_id: str | None = None
-        self.phone: str | None = None
-        self.session_id: str | None = None
-        # Refresh tokens rotate and a reused one revokes the session: only one refresh
-        # may be in flight, and a caller that lost the race retries with the new token.
-        self._refresh_lock = threading.Lock()
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
-                                  transport=transport,
-                                  headers={"Accept": "application/json",
-                                           "User-Agent": "anfu-sdk-python"})
-
-    def __repr__(self) -> str:  # tokens are secrets: never in a repr or a log line
-        return f"<WalletClient user_id={self.user_id!r} logged_in={self.access_token is not None}>"
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def close(self) -> None:
-        self._http.close()
 
     def __enter__(self) -> WalletClient:
         return self
@@ -62,30 +33,6 @@ class WalletClient:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-    # -- account and session ------------------------------------------------------------
-    def register(self, phone: str, password: str) -> Json:
-        """Create an account; returns ``{user_id, phone, created_at}`` (does not log in)."""
-        return self._public("POST", "/v1/users", {"phone": phone, "password": password})
-
-    def login(self, phone: str, password: str) -> Json:
-        """Open a session and keep its tokens in this client."""
-        session = self._store(self._public("POST", "/v1/sessions",
-                                           {"phone": phone, "password": password}))
-        self.phone = phone
-        return session
-
-    def refresh(self) -> Json:
-        """Rotate the refresh token and get a new access token."""
-        if self.refresh_token is None:
-            raise SdkError("no refresh token: log in first")
-        return self._store(self._public("POST", "/v1/sessions/refresh",
-                                        {"refresh_token": self.refresh_token}))
-
-    def logout(self) -> None:
-        """End this session on the platform and forget its tokens."""
-        self._authed("DELETE", "/v1/sessions/current")
-        self.access_token = self.refresh_token = self.session_id = None
 
     # -- wallet -------------------------------------------------------------------------
     def wallet(self) -> Json:
@@ -145,44 +92,3 @@ class WalletClient:
         """Confirm receipt of the goods: releases the escrowed money to the merchant."""
         return self._authed("POST", f"/v1/trades/{_seg(trade_no)}/confirm",
                             key=idempotency_key)
-
-    # -- the wire -----------------------------------------------------------------------
-    def _store(self, session: Json) -> Json:
-        self.access_token = session["access_token"]
-        self.refresh_token = session["refresh_token"]
-        self.user_id = session.get("user_id", self.user_id)
-        self.session_id = session.get("session_id", self.session_id)
-        return session
-
-    def _public(self, method: str, path: str, body: Json) -> Json:
-        response = self._http.request(method, path, json=body)
-        raise_for_problem(response)
-        return json_object(response)
-
-    def _authed(self, method: str, path: str, body: Json | None = None, *,
-                key: str | None = None, params: Mapping[str, Any] | None = None) -> Json:
-        token = self.access_token
-        if token is None:
-            raise SdkError("not logged in: call login() first")
-        try:
-            return self._send(method, path, body, key, params, token)
-        except ApiError as exc:
-            if exc.status != 401 or exc.code != "token_expired" or self.refresh_token is None:
-                raise
-        # The request was refused before it ran, so sending it again (same key) is safe.
-        with self._refresh_lock:
-            if self.access_token == token:  # nobody refreshed meanwhile
-                self.refresh()
-            fresh = self.access_token
-        assert fresh is not None
-        return self._send(method, path, body, key, params, fresh)
-
-    def _send(self, method: str, path: str, body: Json | None, key: str | None,
-              params: Mapping[str, Any] | None, token: str) -> Json:
-        headers = {"Authorization": f"Bearer {token}"}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        response = self._http.request(method, path, json=body, headers=headers,
-                                      params=dict(params) if params else None)
-        raise_for_problem(response)
-        return json_object(response)

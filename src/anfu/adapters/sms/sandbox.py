@@ -8,24 +8,31 @@ tests can force a failed delivery. ``outage_rate`` makes a share of sends raise
 ``SmsUnavailable``; half of those outages happen after the message was queued, as a real
 timeout can, so a retry with the same ``message_id`` finds it instead of sending it twice.
 
+With a ``state_path`` the outbox and the receipts live in a SQLite file that every worker
+process, the CLI (``anfu sms outbox``) and the admin API share; without one they live in this
+process only. A message's fate (its latency, outcome and gateway reference) is drawn when it
+is queued and stored with it, so every reader computes the same receipt from the same row.
+
 Because the outbox holds texts in clear, including one-time codes, the sandbox must never be
 the gateway of a production deployment.
 
 Thread-safe: the operators' readers (admin API, CLI) and the senders may run on different
-threads; one lock guards the outbox and the random generator, and no await happens under it.
+threads and processes; no await happens while the state is locked.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
+from pathlib import Path
+from typing import Any
 
 from anfu import errors
+from anfu.adapters.sandbox_store import SandboxStore
 from anfu.adapters.sms.base import (
     Clock,
     DeliveryStatus,
@@ -40,6 +47,33 @@ FAIL_SUFFIX = "0000"
 
 UNREACHABLE = "the handset is unreachable (sandbox: numbers ending in 0000 always fail)"
 UNDELIVERABLE = "the network reported the message undeliverable (sandbox: simulated failure)"
+
+# seq orders the outbox (queue order) and tells retention which messages are the oldest. The
+# other columns are _Entry's fields, in its order.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sms_message (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    phone TEXT NOT NULL,
+    text TEXT NOT NULL,
+    segments INTEGER NOT NULL,
+    gateway_reference TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    settles_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sms_message_by_phone ON sms_message (phone, seq);
+"""
+_INSERT = ("INSERT INTO sms_message (message_id, phone, text, segments, gateway_reference,"
+           " sent_at, settles_at, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_SELECT = ("SELECT message_id, phone, text, segments, gateway_reference, sent_at, settles_at,"
+           " outcome, reason FROM sms_message")
+
+
+def default_state_path(home: Path) -> Path:
+    """The sandbox SMS gateway's shared state under the platform home (``ANFU_HOME``)."""
+    return home / "sandbox" / "sms.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +103,14 @@ class _Entry:
     outcome: DeliveryStatus  # what the receipt becomes at settles_at
     reason: str
 
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> _Entry:
+        return cls(*row)
+
+    def as_row(self) -> tuple[str | int | float, ...]:
+        return (self.message_id, self.phone, self.text, self.segments, self.gateway_reference,
+                self.sent_at, self.settles_at, self.outcome, self.reason)
+
     def receipt(self, now: float) -> SmsReceipt:
         queued = SmsReceipt(message_id=self.message_id, gateway_reference=self.gateway_reference,
                             status="queued", segments=self.segments,
@@ -91,13 +133,18 @@ class SandboxSmsGateway(SmsGateway):
     messages that fail; ``outage_rate`` the share of sends that raise ``SmsUnavailable``.
     ``seed`` makes those draws repeatable and ``clock`` (Unix seconds) is the only source of
     time. The outbox keeps the newest ``retention`` messages; an older ``message_id`` is
-    forgotten, as a real gateway forgets receipts after its retention period."""
+    forgotten, as a real gateway forgets receipts after its retention period.
+
+    ``state_path`` is the SQLite file that instances in other processes share (None: the
+    state lives in this instance only). They share messages, not draws: each instance keeps
+    its own seeded generator."""
 
     name = "sandbox"
 
     def __init__(self, *, latency_ms: int = 1000, failure_rate: float = 0.0,
                  outage_rate: float = 0.0, seed: int | None = None,
-                 clock: Clock = time.time, retention: int = 10_000) -> None:
+                 clock: Clock = time.time, retention: int = 10_000,
+                 state_path: Path | None = None) -> None:
         if latency_ms < 0 or retention < 1:
             raise ValueError("latency_ms must be >= 0 and retention >= 1")
         if not (0.0 <= failure_rate <= 1.0 and 0.0 <= outage_rate <= 1.0):
@@ -106,23 +153,34 @@ class SandboxSmsGateway(SmsGateway):
         self._failure_rate = failure_rate
         self._outage_rate = outage_rate
         self._random = random.Random(seed)
+        self._random_lock = threading.Lock()
         self._clock = clock
         self._retention = retention
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # oldest first
+        self._store = SandboxStore(state_path, SCHEMA)
+
+    @property
+    def state_path(self) -> Path | None:
+        return self._store.path
 
     async def _submit(self, *, message_id: str, phone: str, text: str,
                       segments: int) -> SmsReceipt:
-        with self._lock:
+        return await self._store.off_loop(lambda: self._submit_now(
+            message_id=message_id, phone=phone, text=text, segments=segments))
+
+    def _submit_now(self, *, message_id: str, phone: str, text: str,
+                    segments: int) -> SmsReceipt:
+        with self._store.write() as conn:
             now = self._clock()
-            known = self._entries.get(message_id)
+            known = self._entry(conn, message_id)
             if known is not None:
                 return self._repeat(known, phone=phone, text=text, now=now)
-            outage = self._random.random() < self._outage_rate
-            if outage and self._random.random() < 0.5:
+            with self._random_lock:
+                outage = self._random.random() < self._outage_rate
+                lost_before_queueing = outage and self._random.random() < 0.5
+            if lost_before_queueing:
                 raise SmsUnavailable("sandbox SMS gateway: simulated outage; retry with the"
                                      " same message_id")
-            entry = self._queue(message_id=message_id, phone=phone, text=text,
+            entry = self._queue(conn, message_id=message_id, phone=phone, text=text,
                                 segments=segments, now=now)
         if outage:
             # Queued, but the answer is lost on the way back: the caller must retry.
@@ -137,11 +195,12 @@ class SandboxSmsGateway(SmsGateway):
                 " use a new message_id for a new message", code="sms_message_id_reused")
         return known.receipt(now)
 
-    def _queue(self, *, message_id: str, phone: str, text: str, segments: int,
-               now: float) -> _Entry:
-        settles_at = now + self._latency_s * self._random.uniform(0.5, 1.5)
-        failed_by_chance = self._random.random() < self._failure_rate
-        reference = f"SBXSMS{self._random.getrandbits(64):016x}"
+    def _queue(self, conn: sqlite3.Connection, *, message_id: str, phone: str, text: str,
+               segments: int, now: float) -> _Entry:
+        with self._random_lock:
+            settles_at = now + self._latency_s * self._random.uniform(0.5, 1.5)
+            failed_by_chance = self._random.random() < self._failure_rate
+            reference = f"SBXSMS{self._random.getrandbits(64):016x}"
         if phone.endswith(FAIL_SUFFIX):
             outcome: DeliveryStatus = "failed"
             reason = UNREACHABLE
@@ -152,15 +211,24 @@ class SandboxSmsGateway(SmsGateway):
         entry = _Entry(message_id=message_id, phone=phone, text=text, segments=segments,
                        gateway_reference=reference, sent_at=now, settles_at=settles_at,
                        outcome=outcome, reason=reason)
-        self._entries[message_id] = entry
-        while len(self._entries) > self._retention:
-            self._entries.popitem(last=False)
+        conn.execute(_INSERT, entry.as_row())
+        # Everything older than the newest `retention` messages is forgotten.
+        conn.execute("DELETE FROM sms_message WHERE seq <= (SELECT seq FROM sms_message"
+                     " ORDER BY seq DESC LIMIT 1 OFFSET ?)", (self._retention,))
         return entry
 
+    def _read_entry(self, message_id: str) -> _Entry | None:
+        with self._store.read() as conn:
+            return self._entry(conn, message_id)
+
+    @staticmethod
+    def _entry(conn: sqlite3.Connection, message_id: str) -> _Entry | None:
+        row = conn.execute(_SELECT + " WHERE message_id = ?", (message_id,)).fetchone()
+        return None if row is None else _Entry.from_row(row)
+
     async def receipt(self, message_id: str) -> SmsReceipt:
-        with self._lock:
-            entry = self._entries.get(message_id)
-            now = self._clock()
+        entry = await self._store.off_loop(lambda: self._read_entry(message_id))
+        now = self._clock()
         if entry is None:
             raise errors.NotFound(f"the SMS gateway has no message {message_id}",
                                   code="sms_message_unknown")
@@ -170,9 +238,8 @@ class SandboxSmsGateway(SmsGateway):
         """The newest ``limit`` messages, newest first, to ``phone`` or to anyone."""
         if limit < 1:
             raise errors.InvalidRequest("limit must be at least 1", code="invalid_limit")
-        with self._lock:
-            now = self._clock()
-            newest_first = reversed(self._entries.values())
-            chosen = list(islice((e for e in newest_first if phone is None or e.phone == phone),
-                                 limit))
-        return [entry.outbox_message(now) for entry in chosen]
+        with self._store.read() as conn:
+            rows = conn.execute(_SELECT + " WHERE ?1 IS NULL OR phone = ?1"
+                                " ORDER BY seq DESC LIMIT ?2", (phone, limit)).fetchall()
+        now = self._clock()
+        return [_Entry.from_row(row).outbox_message(now) for row in rows]

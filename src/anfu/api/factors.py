@@ -1,0 +1,391 @@
+"""What a customer manages about their own authentication: bound devices, the authenticator
+app (TOTP) and its recovery codes, passkeys, password, phone number and high-value limit.
+Each change asks the policy for its level first (adding a factor needs two factors)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import Response
+
+from anfu.api.auth import AuthContext, Authenticator, auth_dependency, b64url_decode, request_url
+from anfu.api.common import json_response
+from anfu.api.identity_kit import IdentityKit, b64url
+from anfu.api.schemas import (
+    DeviceRename,
+    Limits,
+    NewDevice,
+    NewPassword,
+    PasskeyRegistration,
+    PhoneChange,
+    PhoneConfirm,
+    TotpConfirm,
+)
+from anfu.crypto import passkeys as webauthn
+from anfu.crypto.jose import DpopInvalid, JwkInvalid, parse_public_jwk, verify_dpop
+from anfu.crypto.otp import (
+    InvalidOtp,
+    hash_recovery_code,
+    new_recovery_codes,
+    new_totp_secret,
+    totp_qr_png,
+    totp_qr_svg,
+    totp_uri,
+    verify_totp,
+)
+from anfu.db.auth_store import SqlAuthStore
+from anfu.db.factor_store import SqlFactorStore
+from anfu.db.uow import SqlUnitOfWork, new_id
+from anfu.db.user_store import SqlUserStore
+from anfu.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from anfu.identity import codes
+from anfu.identity.challenges import ChallengeKind, Requirement, new_challenge
+from anfu.identity.devices import Device, DeviceReport
+from anfu.identity.password_policy import check_new_password
+from anfu.identity.service import check_phone
+
+MAX_DEVICES = 10
+MAX_PASSKEYS = 10
+
+
+def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
+    platform = kit.platform
+    router = APIRouter(prefix="/v1")
+    current = Depends(auth_dependency(authenticator))
+
+    def audit(uow: SqlUnitOfWork, name: str, c: AuthContext, **detail: Any) -> None:
+        SqlAuthStore(uow.conn).audit(name, now=uow.now, user_id=c.user_id,
+                                     session_id=c.session_id, device_id=c.device_id,
+                                     client_address=c.client_address, **detail)
+
+    def phone_of(user_id: str) -> str:
+        user = platform.read(lambda conn: SqlUserStore(conn).user(user_id))
+        assert user is not None
+        return user.phone
+
+    # --- the account ---
+    @router.get("/me", summary="Who I am, what this session proved, my factors")
+    async def me(c: AuthContext = current) -> Response:
+        def read(conn: Any) -> dict[str, Any]:
+            factors = SqlFactorStore(conn)
+            extras = factors.account_extras(c.user_id)
+            totp = factors.totp(c.user_id)
+            return {"user_id": c.user_id, "session_id": c.session_id,
+                    "device_id": c.device_id,
+                    "acr": kit.policy.acr(c.proofs, platform.clock()),
+                    "amr": sorted(c.proofs),
+                    "factors": {
+                        "password": True,
+                        "totp": bool(totp and totp["confirmed_at"]),
+                        "recovery_codes_left": sum(h is not None for h in
+                                                   factors.recovery_hashes(c.user_id)),
+                        "devices": len(factors.devices_of(c.user_id)),
+                        "passkeys": len(factors.passkeys_of(c.user_id))},
+                    **extras}
+
+        return json_response(platform.read(read))
+
+    @router.put("/me/password", status_code=204, summary="Change the password")
+    async def change_password(body: NewPassword, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "password.change")
+        check_new_password(body.new_password, context=[phone_of(c.user_id)])
+        new_hash = await kit.hash_password(body.new_password)
+
+        def change(uow: SqlUnitOfWork) -> None:
+            SqlUserStore(uow.conn).set_password_hash(c.user_id, new_hash)
+            SqlAuthStore(uow.conn).revoke_sessions(reason="password_changed", now=uow.now,
+                                                   user_id=c.user_id,
+                                                   except_session=c.session_id)
+            audit(uow, "identity:password:changed", c)
+
+        await platform.write(change)
+        return Response(status_code=204)
+
+    @router.put("/me/limits", summary="Set the amount above which a payment needs level 3")
+    async def set_limits(body: Limits, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "limits.change")
+
+        def change(uow: SqlUnitOfWork) -> dict[str, int]:
+            factors = SqlFactorStore(uow.conn)
+            limits = {**factors.account_extras(c.user_id)["high_value_limits"],
+                      body.currency: body.high_value_minor}
+            factors.set_limits(c.user_id, limits)
+            audit(uow, "identity:limits:changed", c, limits=limits)
+            return limits
+
+        return json_response({"high_value_limits": await platform.write(change)})
+
+    @router.post("/me/phone", status_code=202, summary="Change phone: send a code to the new one")
+    async def change_phone(body: PhoneChange, request: Request,
+                           c: AuthContext = current) -> Response:
+        await authenticator.require(c, "phone.change")
+        check_phone(body.new_phone)
+        if platform.read(lambda conn: SqlUserStore(conn).user_by_phone(body.new_phone)):
+            raise Conflict("this phone number already has an account", code="phone_taken")
+        sms = await kit.send_code(phone=body.new_phone, purpose=codes.Purpose.CHANGE_PHONE,
+                                  address=c.client_address)
+        return json_response({"sms_challenge_id": sms.challenge_id,
+                              "expires_at": sms.expires_at}, 202)
+
+    @router.post("/me/phone/confirm", summary="Change phone: prove the new number's code")
+    async def confirm_phone(body: PhoneConfirm, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "phone.change")
+
+        def confirm(uow: SqlUnitOfWork) -> codes.SmsCodeRejected | None:
+            try:
+                kit.sms_codes(uow).verify(challenge_id=body.sms_challenge_id, code=body.code,
+                                          phone=body.new_phone,
+                                          purpose=codes.Purpose.CHANGE_PHONE, now=uow.now)
+            except codes.SmsCodeRejected as exc:
+                return exc  # the spent try must commit
+            SqlUserStore(uow.conn).set_phone(c.user_id, body.new_phone)
+            audit(uow, "identity:phone:changed", c)
+            return None
+
+        refused = await platform.write(confirm)
+        if refused is not None:
+            raise refused
+        return json_response({"user_id": c.user_id, "phone": body.new_phone})
+
+    # --- devices ---
+    @router.post("/devices", status_code=201,
+                 summary="Bind this phone: register its key (DPoP proof by the new key)")
+    async def add_device(body: NewDevice, request: Request, c: AuthContext = current,
+                         dpop: str | None = Header(None, alias="DPoP")) -> Response:
+        await authenticator.require(c, "device.add")
+        try:
+            key = parse_public_jwk(body.public_jwk)
+        except JwkInvalid as exc:
+            raise InvalidRequest(f"public_jwk: {exc}", code="invalid_device_key") from None
+        if c.jkt is None:
+            # The same request proves the new key is held: a DPoP proof it signed.
+            if not dpop:
+                raise AuthenticationFailed("sign a DPoP proof of this request with the new"
+                                           " key", code="dpop_required")
+            try:
+                verify_dpop(dpop, method="POST", url=request_url(request),
+                            now=platform.clock(), expected_jkt=key.jkt,
+                            max_age_s=kit.settings.dpop_max_age_s)
+            except DpopInvalid as exc:
+                raise AuthenticationFailed(f"DPoP proof refused: {exc}",
+                                           code=f"dpop_{exc.check}") from None
+        report = DeviceReport(name=body.name, app_id=body.app_id, app_version=body.app_version,
+                              app_cert_sha256=body.app_cert_sha256, os=body.os,
+                              rooted=body.rooted, emulator=body.emulator,
+                              key_storage=body.key_storage).checked()
+
+        def add(uow: SqlUnitOfWork) -> dict[str, Any]:
+            factors = SqlFactorStore(uow.conn)
+            if factors.device_by_jkt(key.jkt) is not None:
+                raise Conflict("this key is already registered", code="device_key_taken")
+            if len(factors.devices_of(c.user_id)) >= MAX_DEVICES:
+                raise Conflict(f"at most {MAX_DEVICES} devices; revoke one first",
+                               code="too_many_devices")
+            others = [d.device_id for d in factors.devices_of(c.user_id)]
+            device = Device(device_id=new_id("d"), user_id=c.user_id, alg=key.alg,
+                            public_jwk=dict(key.jwk), jkt=key.jkt, report=report,
+                            created_at=uow.now)
+            factors.insert_device(device)
+            store = SqlAuthStore(uow.conn)
+            out = device.public()
+            if c.jkt is None:
+                # This session now lives on the new device: bind it to the key.
+                store.bind_session(c.session_id, device.device_id, key.jkt)
+                out["session_bound"] = True
+            store.notify_devices(others, "device_added",
+                                 f"A new device \"{report.name}\" was added to your anfu"
+                                 " account. If this was not you, revoke it now.", uow.now)
+            audit(uow, "identity:device:added", c, new_device_id=device.device_id,
+                  key_storage=report.key_storage, rooted=report.rooted,
+                  emulator=report.emulator, app_id=report.app_id)
+            return out
+
+        return json_response(await platform.write(add), 201)
+
+    @router.get("/devices", summary="My bound devices")
+    async def list_devices(c: AuthContext = current,
+                           include_revoked: bool = Query(False)) -> Response:
+        await authenticator.require(c, "device.list")
+        devices = platform.read(lambda conn: SqlFactorStore(conn).devices_of(
+            c.user_id, active_only=not include_revoked))
+        return json_response({"devices": [{**d.public(), "current": d.device_id == c.device_id}
+                                          for d in devices]})
+
+    def own_device(c: AuthContext, device_id: str) -> Device:
+        device = platform.read(lambda conn: SqlFactorStore(conn).device(device_id))
+        if device is None or device.user_id != c.user_id:
+            raise NotFound(f"no device {device_id}", code="device_not_found")
+        return device
+
+    @router.patch("/devices/{device_id}", summary="Rename a device")
+    async def rename_device(device_id: str, body: DeviceRename,
+                            c: AuthContext = current) -> Response:
+        await authenticator.require(c, "device.rename")
+        own_device(c, device_id)
+        name = DeviceReport(body.name, "x", "1", "0" * 64, "x", False, False,
+                            "software").checked().name
+        await platform.write(lambda uow: SqlFactorStore(uow.conn).rename_device(device_id,
+                                                                                 name))
+        return json_response(own_device(c, device_id).public())
+
+    @router.delete("/devices/{device_id}", status_code=204,
+                   summary="Revoke a device (a lost phone): its sessions end at once")
+    async def revoke_device(device_id: str, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "device.revoke")
+        own_device(c, device_id)
+
+        def revoke(uow: SqlUnitOfWork) -> None:
+            if not SqlFactorStore(uow.conn).revoke_device(device_id, uow.now):
+                return
+            ended = SqlAuthStore(uow.conn).revoke_sessions(reason="device_revoked",
+                                                           now=uow.now, device_id=device_id)
+            audit(uow, "identity:device:revoked", c, revoked_device_id=device_id,
+                  sessions_ended=ended)
+
+        await platform.write(revoke)
+        return Response(status_code=204)
+
+    @router.get("/devices/current/notices", summary="Security notices for this device")
+    async def notices(c: AuthContext = current, after: int = Query(0, ge=0),
+                      limit: int = Query(50, ge=1, le=200)) -> Response:
+        await authenticator.require(c, "device.notices")
+        if c.device_id is None:
+            raise InvalidRequest("this session is not on a bound device",
+                                 code="device_not_bound")
+        device_id = c.device_id
+        rows = platform.read(lambda conn: SqlAuthStore(conn).notices(device_id, after, limit))
+        return json_response({"notices": rows})
+
+    # --- TOTP ---
+    @router.post("/factors/totp", status_code=201, summary="Enrol an authenticator app")
+    async def enroll_totp(c: AuthContext = current) -> Response:
+        await authenticator.require(c, "factor.enroll")
+        existing = platform.read(lambda conn: SqlFactorStore(conn).totp(c.user_id))
+        if existing is not None and existing["confirmed_at"] is not None:
+            raise Conflict("an authenticator app is already enrolled; remove it first",
+                           code="totp_already_enrolled")
+        secret = new_totp_secret()
+        sealed = b64url(kit.secret_box.seal(secret.encode(), context=c.user_id.encode()))
+        await platform.write(lambda uow: SqlFactorStore(uow.conn).put_pending_totp(
+            c.user_id, sealed, uow.now))
+        uri = totp_uri(secret, phone_of(c.user_id))
+        return json_response({"secret": secret, "otpauth_uri": uri,
+                              "qr_png": "data:image/png;base64,"
+                              + base64.b64encode(totp_qr_png(uri)).decode(),
+                              "qr_svg": totp_qr_svg(uri)}, 201)
+
+    @router.post("/factors/totp/confirm", summary="Confirm with a first code; get recovery codes")
+    async def confirm_totp(body: TotpConfirm, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "factor.enroll")
+        row = platform.read(lambda conn: SqlFactorStore(conn).totp(c.user_id))
+        if row is None or row["confirmed_at"] is not None:
+            raise InvalidRequest("start an enrolment first", code="totp_not_pending")
+        secret = kit.secret_box.open(b64url_decode(row["secret_sealed"]),
+                                     context=c.user_id.encode()).decode()
+        try:
+            step = verify_totp(secret, body.code, at=platform.clock(), window=1)
+        except InvalidOtp:
+            raise AuthenticationFailed("the code is not correct; check the phone's clock",
+                                       code="totp_invalid") from None
+        recovery = new_recovery_codes(10)
+
+        def confirm(uow: SqlUnitOfWork) -> None:
+            factors = SqlFactorStore(uow.conn)
+            if not factors.confirm_totp(c.user_id, step, uow.now):
+                raise Conflict("already confirmed", code="totp_already_enrolled")
+            factors.replace_recovery_codes(c.user_id, [hash_recovery_code(r) for r in recovery])
+            audit(uow, "identity:totp:enrolled", c)
+
+        await platform.write(confirm)
+        return json_response({"enrolled": True, "recovery_codes": recovery})
+
+    @router.delete("/factors/totp", status_code=204, summary="Remove the authenticator app")
+    async def remove_totp(c: AuthContext = current) -> Response:
+        await authenticator.require(c, "factor.remove")
+
+        def remove(uow: SqlUnitOfWork) -> None:
+            SqlFactorStore(uow.conn).delete_totp(c.user_id)
+            audit(uow, "identity:totp:removed", c)
+
+        await platform.write(remove)
+        return Response(status_code=204)
+
+    # --- passkeys ---
+    @router.post("/factors/passkeys/options", summary="Start a passkey registration")
+    async def passkey_options(c: AuthContext = current) -> Response:
+        await authenticator.require(c, "factor.enroll")
+        existing = platform.read(lambda conn: SqlFactorStore(conn).passkeys_of(c.user_id))
+        if len(existing) >= MAX_PASSKEYS:
+            raise Conflict(f"at most {MAX_PASSKEYS} passkeys", code="too_many_passkeys")
+        now = platform.clock()
+        ch = new_challenge(ChallengeKind.STEP_UP, user_id=c.user_id, operation="factor.enroll",
+                           requirement=Requirement(acr=3), client_address=c.client_address,
+                           now=now, session_id=c.session_id)
+        await platform.write(lambda uow: SqlAuthStore(uow.conn).insert_challenge(ch))
+        phone = phone_of(c.user_id)
+        options = webauthn.registration_options(
+            rp_id=kit.settings.webauthn_rp_id, rp_name="anfu", user_handle=c.user_id.encode(),
+            user_name=phone, display_name=phone, challenge=ch.nonce.encode("ascii"),
+            exclude_credential_ids=[b64url_decode(r["credential_id"]) for r in existing])
+        return json_response({"challenge_id": ch.challenge_id, "options": options})
+
+    @router.post("/factors/passkeys", status_code=201, summary="Finish a passkey registration")
+    async def register_passkey(body: PasskeyRegistration, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "factor.enroll")
+        ch = platform.read(lambda conn: SqlAuthStore(conn).challenge(body.challenge_id))
+        if ch is None or ch.user_id != c.user_id or ch.operation != "factor.enroll":
+            raise AuthenticationFailed("no such registration; start again",
+                                       code="challenge_expired")
+        ch.check_open(platform.clock())
+        try:
+            passkey = webauthn.verify_registration(
+                body.credential, challenge=ch.nonce.encode("ascii"),
+                rp_id=kit.settings.webauthn_rp_id, origins=kit.settings.passkey_origins)
+        except webauthn.PasskeyInvalid as exc:
+            raise AuthenticationFailed(f"passkey registration refused: {exc}",
+                                       code=f"passkey_{exc.check}") from None
+        credential_id = b64url(passkey.credential_id)
+        name = (body.name or "Passkey").strip()[:64] or "Passkey"
+
+        def register(uow: SqlUnitOfWork) -> None:
+            if not SqlAuthStore(uow.conn).complete(ch.challenge_id, uow.now):
+                raise AuthenticationFailed("this registration was already used",
+                                           code="challenge_expired")
+            factors = SqlFactorStore(uow.conn)
+            if factors.passkey(credential_id) is not None:
+                raise Conflict("this passkey is already registered", code="passkey_taken")
+            factors.insert_passkey(
+                credential_id=credential_id, user_id=c.user_id, name=name,
+                public_key=b64url(passkey.public_key), sign_count=passkey.sign_count,
+                aaguid=passkey.aaguid, backed_up=passkey.backed_up,
+                transports=",".join(passkey.transports), now=uow.now)
+            audit(uow, "identity:passkey:registered", c, credential_id=credential_id)
+
+        await platform.write(register)
+        return json_response({"credential_id": credential_id, "name": name}, 201)
+
+    @router.get("/factors/passkeys", summary="My passkeys")
+    async def list_passkeys(c: AuthContext = current) -> Response:
+        await authenticator.require(c, "factor.list")
+        rows = platform.read(lambda conn: SqlFactorStore(conn).passkeys_of(c.user_id))
+        return json_response({"passkeys": [
+            {"credential_id": r["credential_id"], "name": r["name"], "aaguid": r["aaguid"],
+             "backed_up": bool(r["backed_up"]), "created_at": r["created_at"],
+             "last_used_at": r["last_used_at"]} for r in rows]})
+
+    @router.delete("/factors/passkeys/{credential_id}", status_code=204,
+                   summary="Remove a passkey")
+    async def remove_passkey(credential_id: str, c: AuthContext = current) -> Response:
+        await authenticator.require(c, "factor.remove")
+
+        def remove(uow: SqlUnitOfWork) -> None:
+            if not SqlFactorStore(uow.conn).delete_passkey(c.user_id, credential_id):
+                raise NotFound("no such passkey", code="passkey_not_found")
+            audit(uow, "identity:passkey:removed", c, credential_id=credential_id)
+
+        await platform.write(remove)
+        return Response(status_code=204)
+
+    return router
