@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres browser lint bench demo clean
+.PHONY: run test test-sqlite test-postgres tools lint bench demo clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,16 +23,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
-# The browser tests (tests/browser) drive Debian's Chromium; never Playwright's own download.
-browser:
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+# Debian packages the tests use: Chromium for tests/browser (never Playwright's own
+# download) and oathtool, the reference TOTP generator the authenticator tests compare with.
+tools:
+	command -v chromium >/dev/null && command -v oathtool >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq chromium oathtool)
 
-test-sqlite: $(STAMP) browser
+test-sqlite: $(STAMP) tools
 	$(BIN)/python -m pytest tests
 
 # PostgreSQL at ANFU_PG_URL (default: the local server, database `test`).
 ANFU_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
-test-postgres: $(STAMP) browser
+test-postgres: $(STAMP) tools
 	ANFU_TEST_DATABASE_URL=$(ANFU_PG_URL) $(BIN)/python -m pytest tests
 
 bench: $(STAMP)

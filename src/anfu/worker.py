@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from anfu.bootstrap import Platform
 from anfu.db import outbox_store
+from anfu.db.auth_store import SqlAuthStore
 from anfu.db.tables import idempotency_keys, nonces
 from anfu.db.uow import SqlUnitOfWork
 from anfu.errors import Conflict
@@ -30,10 +31,12 @@ HOUSEKEEPING_S = 60.0
 
 
 def forget_expired(conn: Connection, now: float) -> int:
-    """Drop nonces past their replay window and idempotency records past their TTL."""
+    """Drop nonces and DPoP proof ids past their replay window, idempotency records past
+    their TTL, and day-old authentication challenges and SMS send records."""
     removed = conn.execute(nonces.delete().where(nonces.c.expires_at < now)).rowcount
     removed += conn.execute(idempotency_keys.delete().where(
         idempotency_keys.c.expires_at < now)).rowcount
+    removed += SqlAuthStore(conn).forget_expired(now)
     return int(removed)
 
 

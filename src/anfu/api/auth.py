@@ -101,16 +101,26 @@ class Authenticator:
 
     async def _check_dpop(self, request: Request, scheme: str, token: str, jkt: str,
                           dpop: str | None) -> None:
-        platform = self._platform
         if scheme != "dpop" or not dpop:
             raise AuthenticationFailed(
                 "this session is bound to a device key: send Authorization: DPoP <token> and"
                 " a DPoP proof signed by the device", code="dpop_required")
+        await self.verify_proof(request, dpop, jkt=jkt, access_token=token)
+
+    async def verify_proof(self, request: Request, dpop: str | None, *, jkt: str,
+                           access_token: str | None = None) -> None:
+        """Check a DPoP proof of this request by the key ``jkt`` and remember its jti (a
+        replayed proof is refused)."""
+        platform = self._platform
+        if not dpop:
+            raise AuthenticationFailed("sign a DPoP proof of this request with the device key",
+                                       code="dpop_required")
         now = platform.clock()
         max_age = platform.settings.dpop_max_age_s
         try:
             proof = verify_dpop(dpop, method=request.method, url=request_url(request), now=now,
-                                access_token=token, expected_jkt=jkt, max_age_s=max_age)
+                                access_token=access_token, expected_jkt=jkt,
+                                max_age_s=max_age)
         except DpopInvalid as exc:
             platform.metrics.security.labels("mobile", f"dpop_{exc.check}").inc()
             raise AuthenticationFailed(f"DPoP proof refused: {exc}",

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from anfu.api.auth import AuthContext, Authenticator, auth_dependency, b64url_decode, request_url
+from anfu.api.auth import AuthContext, Authenticator, auth_dependency, b64url_decode
 from anfu.api.common import json_response
 from anfu.api.identity_kit import IdentityKit, b64url
 from anfu.api.schemas import (
@@ -24,7 +24,7 @@ from anfu.api.schemas import (
     TotpConfirm,
 )
 from anfu.crypto import passkeys as webauthn
-from anfu.crypto.jose import DpopInvalid, JwkInvalid, parse_public_jwk, verify_dpop
+from anfu.crypto.jose import JwkInvalid, parse_public_jwk
 from anfu.crypto.otp import (
     InvalidOtp,
     hash_recovery_code,
@@ -161,16 +161,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
             raise InvalidRequest(f"public_jwk: {exc}", code="invalid_device_key") from None
         if c.jkt is None:
             # The same request proves the new key is held: a DPoP proof it signed.
-            if not dpop:
-                raise AuthenticationFailed("sign a DPoP proof of this request with the new"
-                                           " key", code="dpop_required")
-            try:
-                verify_dpop(dpop, method="POST", url=request_url(request),
-                            now=platform.clock(), expected_jkt=key.jkt,
-                            max_age_s=kit.settings.dpop_max_age_s)
-            except DpopInvalid as exc:
-                raise AuthenticationFailed(f"DPoP proof refused: {exc}",
-                                           code=f"dpop_{exc.check}") from None
+            await authenticator.verify_proof(request, dpop, jkt=key.jkt)
         report = DeviceReport(name=body.name, app_id=body.app_id, app_version=body.app_version,
                               app_cert_sha256=body.app_cert_sha256, os=body.os,
                               rooted=body.rooted, emulator=body.emulator,

@@ -23,7 +23,6 @@ from anfu.api.auth import (
     client_address,
     offered_methods,
     passkey_request_options,
-    request_url,
     step_up_problem,
 )
 from anfu.api.common import json_response
@@ -38,7 +37,6 @@ from anfu.api.schemas import (
     SimLogin,
     StepUp,
 )
-from anfu.crypto.jose import DpopInvalid, verify_dpop
 from anfu.crypto.tokens import sha256_hex
 from anfu.db.auth_store import SqlAuthStore
 from anfu.db.factor_store import SqlFactorStore
@@ -219,8 +217,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
 
     @router.post("/auth/challenges/{challenge_id}",
                  summary="Answer a login, step-up or reset challenge with one method")
-    async def answer(challenge_id: str, body: ChallengeAnswer, request: Request,
-                     dpop: str | None = Header(None, alias="DPoP")) -> Response:
+    async def answer(challenge_id: str, body: ChallengeAnswer, request: Request) -> Response:
         address = client_address(request)
         ch = open_challenge(challenge_id)
         user = user_by_id(ch.user_id)
@@ -299,7 +296,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         if row is not None:
             auth = platform.read(lambda conn: SqlAuthStore(conn).session_auth(row["session_id"]))
             if auth is not None and auth["jkt"]:
-                check_refresh_dpop(request, dpop, auth["jkt"])
+                await authenticator.verify_proof(request, dpop, jkt=auth["jkt"])
 
         def rotate(uow: SqlUnitOfWork) -> dict[str, Any] | None:
             issued = identity.rotate_refresh(SqlUserStore(uow.conn),
@@ -323,17 +320,6 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
                                        " revoked for safety; log in again",
                                        code="refresh_token_reused")
         return json_response(tokens, 201)
-
-    def check_refresh_dpop(request: Request, dpop: str | None, jkt: str) -> None:
-        if not dpop:
-            raise AuthenticationFailed("this session is bound to a device key: refreshing"
-                                       " needs a DPoP proof", code="dpop_required")
-        try:
-            verify_dpop(dpop, method="POST", url=request_url(request), now=platform.clock(),
-                        expected_jkt=jkt, max_age_s=kit.settings.dpop_max_age_s)
-        except DpopInvalid as exc:
-            raise AuthenticationFailed(f"DPoP proof refused: {exc}",
-                                       code=f"dpop_{exc.check}") from None
 
     @router.get("/sessions", summary="This customer's live sessions")
     async def list_sessions(c: AuthContext = current) -> Response:
