@@ -43,7 +43,6 @@ from anfu.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from anfu.identity import codes
 from anfu.identity.challenges import ChallengeKind, Requirement, new_challenge
 from anfu.identity.devices import Device, DeviceReport
-from anfu.identity.password_policy import check_new_password
 from anfu.identity.service import check_phone
 
 MAX_DEVICES = 10
@@ -90,8 +89,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
     @router.put("/me/password", status_code=204, summary="Change the password")
     async def change_password(body: NewPassword, c: AuthContext = current) -> Response:
         await authenticator.require(c, "password.change")
-        check_new_password(body.new_password, context=[phone_of(c.user_id)])
-        new_hash = await kit.hash_password(body.new_password)
+        new_hash = await kit.new_password_hash(body.new_password, phone_of(c.user_id))
 
         def change(uow: SqlUnitOfWork) -> None:
             SqlUserStore(uow.conn).set_password_hash(c.user_id, new_hash)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from functools import partial
 from typing import Any
 
 from anfu.adapters.sms import SmsUnavailable
@@ -27,6 +28,7 @@ from anfu.identity import codes
 from anfu.identity.assurance import AuthPolicy
 from anfu.identity.challenges import AuthChallenge, ChallengeKind
 from anfu.identity.devices import Device
+from anfu.identity.password_policy import check_new_password, normalise_password
 from anfu.identity.service import User
 from anfu.identity.throttle import (
     ADDRESS_DEFAULTS,
@@ -69,16 +71,28 @@ class IdentityKit:
         self.dummy_hash = platform.passwords.hash("anfu-timing-equaliser")
 
     # --- passwords ---
+    # Hashing, verifying and the strength check (zxcvbn: up to ~0.1 s) run in the bounded
+    # worker pool, never on the event loop, so a login flood cannot stall payments. Passwords
+    # are NFKC-normalised first, so one password typed two ways is one password.
+    async def new_password_hash(self, password: str, phone: str) -> str:
+        """Check ``password`` against the policy, then hash it."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.platform.hash_pool, partial(
+            check_new_password, password, context=[phone, phone.lstrip("+")]))
+        return await self.hash_password(password)
+
     async def hash_password(self, password: str) -> str:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.platform.hash_pool,
-                                          self.platform.passwords.hash, password)
+                                          self.platform.passwords.hash,
+                                          normalise_password(password))
 
     async def password_matches(self, stored: str | None, password: str) -> bool:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self.platform.hash_pool, self.platform.passwords.verify,
-                                       stored or self.dummy_hash, password)
+                                       stored or self.dummy_hash,
+                                       normalise_password(password))
         except InvalidPassword:
             return False
         return stored is not None

@@ -33,7 +33,6 @@ from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
 from anfu.errors import InvalidRequest, NotFound, UpstreamFailed
 from anfu.identity import service as identity
-from anfu.identity.password_policy import check_new_password
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.money import Money
 from anfu.trades import service as trades
@@ -60,8 +59,7 @@ def create_app(platform: Platform) -> FastAPI:
     @router.post("/users", status_code=201, summary="Create a customer account")
     async def create_user(body: NewUser) -> Response:
         identity.check_phone(body.phone)
-        check_new_password(body.password, context=[body.phone])
-        password_hash = await kit.hash_password(body.password)
+        password_hash = await kit.new_password_hash(body.password, body.phone)
         user = await platform.write(lambda uow: identity.create_user(
             SqlUserStore(uow.conn), user_id=new_id("u"), phone=body.phone,
             password_hash=password_hash, now=uow.now))

@@ -52,7 +52,6 @@ from anfu.identity.challenges import (
     new_challenge,
     reset_requirement,
 )
-from anfu.identity.password_policy import check_new_password
 from anfu.identity.service import User
 
 RESET_MARK_S = 24 * 3600.0
@@ -385,8 +384,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
                 kit.policy, platform.clock()):
             raise AuthenticationFailed("the reset challenge is not complete",
                                        code="reset_incomplete")
-        check_new_password(body.new_password, context=[user.phone])
-        new_hash = await kit.hash_password(body.new_password)
+        new_hash = await kit.new_password_hash(body.new_password, user.phone)
 
         def reset(uow: SqlUnitOfWork) -> None:
             store = SqlAuthStore(uow.conn)

@@ -22,12 +22,6 @@ def check_phone(phone: str) -> str:
     return phone
 
 
-def check_password_policy(password: str) -> str:
-    if not 8 <= len(password) <= 128:
-        raise InvalidRequest("password must be 8 to 128 characters", code="weak_password")
-    return password
-
-
 @dataclass(frozen=True, slots=True)
 class User:
     user_id: str
