@@ -151,15 +151,19 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
     @router.post("/devices", status_code=201,
                  summary="Bind this phone: register its key (DPoP proof by the new key)")
     async def add_device(body: NewDevice, request: Request, c: AuthContext = current,
-                         dpop: str | None = Header(None, alias="DPoP")) -> Response:
+                         dpop: str | None = Header(None, alias="DPoP"),
+                         new_key_proof: str | None = Header(None, alias="Device-Key-Proof"),
+                         ) -> Response:
         await authenticator.require(c, "device.add")
         try:
             key = parse_public_jwk(body.public_jwk)
         except JwkInvalid as exc:
             raise InvalidRequest(f"public_jwk: {exc}", code="invalid_device_key") from None
-        if c.jkt is None:
-            # The same request proves the new key is held: a DPoP proof it signed.
-            await authenticator.verify_proof(request, dpop, jkt=key.jkt)
+        # The request proves the new key is held: a DPoP proof it signed. A session already
+        # bound to another key signs its DPoP header with that one, so the new key's proof
+        # travels in Device-Key-Proof instead.
+        await authenticator.verify_proof(request, dpop if c.jkt is None else new_key_proof,
+                                         jkt=key.jkt)
         report = DeviceReport(name=body.name, app_id=body.app_id, app_version=body.app_version,
                               app_cert_sha256=body.app_cert_sha256, os=body.os,
                               rooted=body.rooted, emulator=body.emulator,

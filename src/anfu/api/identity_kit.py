@@ -43,7 +43,8 @@ from anfu.money import Money
 log = logging.getLogger("anfu.identity")
 
 _MONEY_PURPOSE = {"trade.pay": codes.Purpose.PAY, "transfer.create": codes.Purpose.TRANSFER,
-                  "withdrawal.create": codes.Purpose.WITHDRAW}
+                  "withdrawal.create": codes.Purpose.WITHDRAW,
+                  "topup.create": codes.Purpose.TOPUP}
 
 
 def parse_limits(text: str) -> tuple[codes.SendLimit, ...]:
@@ -149,7 +150,8 @@ class IdentityKit:
 
     def tokens(self, user_id: str, session_id: str, refresh: str, jkt: str | None,
                proofs: dict[str, float], now: float) -> dict[str, Any]:
-        claims: dict[str, Any] = {"sub": user_id, "sid": session_id}
+        # jti: two tokens of one session minted in the same second still differ
+        claims: dict[str, Any] = {"sub": user_id, "sid": session_id, "jti": random_token(9)}
         if jkt:
             claims["cnf"] = {"jkt": jkt}
         ttl = self.settings.access_token_ttl_s

@@ -239,7 +239,6 @@ def create_app(platform: Platform) -> FastAPI:
     add_web_pages(app)
     if platform.settings.env != "production" and isinstance(platform.carrier, SandboxCarrier):
         add_sandbox_carrier(app, platform.carrier)
-    app.include_router(router)
     return app
 
 

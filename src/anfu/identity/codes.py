@@ -79,6 +79,7 @@ class Purpose(StrEnum):
     PAY = "pay"
     TRANSFER = "transfer"
     WITHDRAW = "withdraw"
+    TOPUP = "topup"
 
 
 _ACTION: dict[Purpose, str] = {
@@ -91,8 +92,9 @@ _ACTION: dict[Purpose, str] = {
     Purpose.PAY: "to pay {amount} to {payee}",
     Purpose.TRANSFER: "to transfer {amount} to {payee}",
     Purpose.WITHDRAW: "to withdraw {amount} to {payee}",
+    Purpose.TOPUP: "to add {amount} from {payee}",
 }
-MONEY_PURPOSES = frozenset({Purpose.PAY, Purpose.TRANSFER, Purpose.WITHDRAW})
+MONEY_PURPOSES = frozenset({Purpose.PAY, Purpose.TRANSFER, Purpose.WITHDRAW, Purpose.TOPUP})
 _SYMBOLS = {"CNY": "¥", "EUR": "€", "GBP": "£", "USD": "US$", "HKD": "HK$"}
 
 

@@ -144,17 +144,17 @@ class MobileSession:
                     rooted: bool = False, emulator: bool = False,
                     keystore: Path | None = None, passphrase: bytes | None = None) -> Json:
         """Generate a key pair here, register its public half, and bind this session to it:
-        from now on every request carries a DPoP proof signed by the key."""
-        key = self.device_key or DeviceKey.generate(alg)
+        from now on every request carries a DPoP proof signed by the key. (A session that is
+        already bound stays bound to its key; the new device is only registered.)"""
+        key = DeviceKey.generate(alg)
         body = {"name": name, "public_jwk": dict(key.public.jwk), "app_id": app_id,
                 "app_version": app_version, "os": os, "rooted": rooted,
                 "emulator": emulator, "key_storage": key_storage,
                 "app_cert_sha256": app_cert_sha256 or hashlib.sha256(app_id.encode()).hexdigest()}
         # The registration itself is signed by the new key (proof of possession).
         device = self._authed("POST", "/v1/devices", body, proof_key=key)
-        self.device_key, self.device_id = key, device["device_id"]
         if device.get("session_bound"):
-            self.token_type = DPOP
+            self.device_key, self.device_id, self.token_type = key, device["device_id"], DPOP
         if keystore is not None:
             if passphrase is None:
                 raise SdkError("a keystore needs a passphrase")
@@ -230,7 +230,10 @@ class MobileSession:
     def _answer(self, challenge: Json, password: str | None) -> Json:
         methods = challenge.get("methods") or []
         if "device" in methods and self.device_key is not None and self.device_id:
-            user_id = self.user_id or challenge.get("user_id") or ""
+            user_id = self.user_id
+            if not user_id:
+                raise SdkError("the device key signs over the user id, which this client"
+                               " does not know: load a keystore saved after login")
             signature = self.device_key.sign_device_challenge(
                 challenge["nonce"], user_id, self.device_id, challenge["operation"])
             return {"method": "device", "device_id": self.device_id, "signature": signature}
@@ -269,18 +272,21 @@ class MobileSession:
     def auth_headers(self, method: str, path: str,
                      proof_key: DeviceKey | None = None) -> dict[str, str]:
         """The headers that authenticate one request: the token, and for a bound session a
-        fresh DPoP proof of exactly this method and URL."""
+        fresh DPoP proof of exactly this method and URL. ``proof_key`` also proves a key
+        being registered (in DPoP when unbound, in Device-Key-Proof when bound)."""
         token = self.access_token
         if token is None:
             raise SdkError("not logged in: call login() first")
-        key = proof_key or self.device_key
+        url = self._url(path)
         if self.token_type == DPOP and self.device_key is not None:
-            return {"Authorization": f"DPoP {token}",
-                    "DPoP": self.device_key.dpop_proof(method, self._url(path),
-                                                       access_token=token)}
+            headers = {"Authorization": f"DPoP {token}",
+                       "DPoP": self.device_key.dpop_proof(method, url, access_token=token)}
+            if proof_key is not None and proof_key is not self.device_key:
+                headers["Device-Key-Proof"] = proof_key.dpop_proof(method, url)
+            return headers
         headers = {"Authorization": f"Bearer {token}"}
-        if proof_key is not None and key is not None:
-            headers["DPoP"] = key.dpop_proof(method, self._url(path))
+        if proof_key is not None:
+            headers["DPoP"] = proof_key.dpop_proof(method, url)
         return headers
 
     def _authed(self, method: str, path: str, body: Json | None = None, *,
