@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     notify_schedule: str = ",".join(str(s) for s in DEFAULT_NOTIFY_SCHEDULE)
     notify_timeout_s: float = 10.0
     signature_window_s: int = Field(300, gt=0)
-    access_token_ttl_s: int = Field(600, gt=0, le=3600)
+    access_token_ttl_s: int = Field(600, gt=0, le=600, description="at most 10 minutes")
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, gt=0)
     idempotency_ttl_s: int = Field(48 * 3600, ge=24 * 3600)
     max_amount: int = Field(10**12, gt=0)

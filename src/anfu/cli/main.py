@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from anfu.cli.sandbox import carrier_app, sms_app
+from anfu.cli.users import users_app
 from anfu.config import Settings
 
 if TYPE_CHECKING:
@@ -215,6 +216,7 @@ def demo(
 
 auth_app = typer.Typer(help="Authentication: the policy in force.", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
+app.add_typer(users_app, name="users")
 
 
 @auth_app.command("policy")
