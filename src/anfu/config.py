@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     sms_address_limits: str = Field("5/60,30/3600,100/86400",
                                     description="codes per client address: count/seconds,...")
     carrier_latency_ms: int = Field(30, ge=0, description="sandbox carrier: reply latency")
+    sim_change_hold_s: int = Field(72 * 3600, ge=0,
+                                   description="no SIM-only login this long after a SIM change")
     webauthn_rp_id: str = Field("localhost", description="passkeys: relying party id")
     webauthn_origins: str = Field("", description="passkeys: allowed origins, comma-separated"
                                   " (default: http://localhost:<mobile port>)")

@@ -27,7 +27,7 @@ from anfu.crypto.tokens import TokenExpired, TokenInvalid
 from anfu.db.auth_store import SqlAuthStore
 from anfu.db.factor_store import SqlFactorStore
 from anfu.db.uow import SqlUnitOfWork
-from anfu.errors import AuthenticationFailed
+from anfu.errors import AuthenticationFailed, Forbidden
 from anfu.identity.assurance import METHOD_AMR, useful_methods
 from anfu.identity.challenges import ChallengeKind, Requirement, new_challenge
 from anfu.money import Money
@@ -149,6 +149,15 @@ class Authenticator:
         current = policy.acr(ctx.proofs, now)
         if current >= needed:
             return
+        methods = offered_methods(platform, ctx.user_id, ctx.device_id, ctx.proofs, needed)
+        if not methods:
+            # Nothing this customer holds can reach the level: say what would, instead of
+            # opening a challenge nobody can answer.
+            raise Forbidden(
+                f"{operation} needs assurance level {needed}, which needs a hardware-bound key"
+                " this account does not have: register a passkey, or bind a phone whose key"
+                " is kept in hardware (not rooted, not an emulator)",
+                code="stronger_factor_required", required_acr=needed, current_acr=current)
         challenge = new_challenge(
             ChallengeKind.STEP_UP, user_id=ctx.user_id, operation=operation,
             requirement=Requirement(acr=needed), client_address=ctx.client_address, now=now,
@@ -165,7 +174,6 @@ class Authenticator:
                         operation=operation, required_acr=needed, current_acr=current)
 
         await platform.write(record)
-        methods = offered_methods(platform, ctx.user_id, ctx.device_id, ctx.proofs, needed)
         raise step_up_problem(platform, challenge.public(), methods, current=current,
                               user_id=ctx.user_id)
 

@@ -139,7 +139,15 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
             except codes.SmsCodeRejected as exc:
                 return exc  # the spent try must commit
             SqlUserStore(uow.conn).set_phone(c.user_id, body.new_phone)
-            audit(uow, "identity:phone:changed", c)
+            store = SqlAuthStore(uow.conn)
+            ended = store.revoke_sessions(reason="phone_changed", now=uow.now,
+                                          user_id=c.user_id, except_session=c.session_id)
+            others = [d.device_id for d in SqlFactorStore(uow.conn).devices_of(c.user_id)
+                      if d.device_id != c.device_id]
+            store.notify_devices(others, "phone_changed", "The phone number of your anfu"
+                                 " account was changed. If this was not you, call us now.",
+                                 uow.now)
+            audit(uow, "identity:phone:changed", c, sessions_ended=ended)
             return None
 
         refused = await platform.write(confirm)

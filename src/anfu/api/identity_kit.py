@@ -289,9 +289,11 @@ class IdentityKit:
             if not used:
                 raise InvalidOtp("this code was already used", code=f"{method}_reused")
         except InvalidOtp as exc:
+            reused = exc.code.endswith("reused")
             await self.record_failure(keys, f"identity:{method}:failed", user_id=user.user_id,
-                                      address=address, check=exc.code)
-            if not exc.code.endswith("reused"):
+                                      address=address,
+                                      check=f"{method}_reused" if reused else wrong.code)
+            if not reused:
                 raise wrong from None  # word for word the answer given while locked
             raise AuthenticationFailed(exc.detail, code=f"{method}_reused") from None
         await self.platform.write(lambda uow: self.throttle(uow.conn, keys[1]).record_success(

@@ -15,7 +15,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
-from anfu.adapters.carrier import CarrierUnavailable, NetworkTokenRefused
+from anfu.adapters.carrier import NetworkTokenRefused
 from anfu.api.auth import (
     AuthContext,
     Authenticator,
@@ -167,11 +167,20 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
                                      user_id=user.user_id if user else None, address=address,
                                      check=exc.code)
             raise
-        except CarrierUnavailable:
-            raise
         if user is None or user.status != "active":
             raise AuthenticationFailed("no active account has this phone number",
                                        code="invalid_credentials")
+        # A SIM swapped lately is how phone numbers are stolen: the SIM alone no longer
+        # proves the customer until the hold has passed.
+        changed = await platform.carrier.last_sim_change(body.phone)
+        hold = kit.settings.sim_change_hold_s
+        if changed is not None and platform.clock() - changed.timestamp() < hold:
+            await kit.record_failure([], "identity:sim:recently_changed", user_id=user.user_id,
+                                     address=address, sim_changed_at=changed.isoformat())
+            raise AuthenticationFailed(
+                f"this number's SIM changed less than {hold // 3600} h ago, so the SIM alone"
+                " cannot sign in; log in with the password and a second factor",
+                code="sim_recently_changed")
 
         def open_sim(uow: SqlUnitOfWork) -> dict[str, Any]:
             tokens = kit.open_session(uow, user_id=user.user_id, proofs={"sim": uow.now},
@@ -197,12 +206,14 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
     async def send_challenge_sms(challenge_id: str, request: Request) -> Response:
         ch = open_challenge(challenge_id)
         user = user_by_id(ch.user_id)
-        if user is None:  # an unknown phone's reset: answer as if sent
-            return json_response({"sent_to": "***", "expires_at": ch.expires_at}, 202)
+        if user is None:  # an unknown phone's reset: answer as a known one's is answered
+            return json_response({"expires_at": ch.expires_at}, 202)
         purpose, amount, payee = kit.sms_context(ch)
         sms = await kit.send_code(phone=user.phone, purpose=purpose,
                                   address=client_address(request), amount=amount,
                                   payee=payee, link=ch)
+        if ch.kind is ChallengeKind.RESET:  # the person typed the number: tell nothing
+            return json_response({"expires_at": sms.expires_at}, 202)
         return json_response({"sent_to": mask_phone(user.phone),
                               "expires_at": sms.expires_at}, 202)
 
@@ -238,6 +249,9 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
             current.check_open(uow.now)
             updated = current.with_proofs(amr, uow.now)
             store.save_proofs(updated)
+            if body.method == "device":
+                SqlFactorStore(uow.conn).touch_device(body.device_id or updated.device_id or "",
+                                                      uow.now)
             if not updated.satisfied(kit.policy, uow.now) or updated.kind is ChallengeKind.RESET:
                 return updated, None
             if not store.complete(challenge_id, uow.now):
@@ -373,7 +387,9 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
                            operation="password.reset", requirement=reset_requirement(second),
                            client_address=client_address(request), now=platform.clock())
         await save(ch)
-        return started(ch, methods_for(ch, available))
+        # Only the SMS code is asked for first, whoever the number belongs to; the second
+        # factors the account has are named once the code proved the phone.
+        return started(ch, ["sms"])
 
     @router.post("/password-resets/{challenge_id}", status_code=204,
                  summary="Set the new password once the reset challenge is satisfied")

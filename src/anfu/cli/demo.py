@@ -83,8 +83,14 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
     shop = MerchantClient(merchant_url, creds["merchant_id"], creds["key_id"], creds["alg"],
                           creds["private_key_pem"])
     phone = creds["customer_phone"]
-    buyer = WalletClient(mobile_url, sms_code=lambda challenge: _sandbox_code(settings, phone),
-                         password=lambda challenge: str(creds["customer_password"]))
+    sources: dict[str, Any] = {
+        "sms_code": lambda challenge: _sandbox_code(settings, phone),
+        "password": lambda challenge: str(creds["customer_password"])}
+    keystore = settings.home / "demo" / "device.json"
+    passphrase = str(creds["customer_password"]).encode()
+    # The phone keeps its key between runs: a second run logs in with it, not with an SMS.
+    buyer = (WalletClient.from_keystore(mobile_url, keystore, passphrase, **sources)
+             if keystore.exists() else WalletClient(mobile_url, **sources))
 
     def step(title: str, payload: Any) -> None:
         typer.echo(f"\n== {title}")
@@ -95,12 +101,18 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
                               subject="BEST TRANSPORT: one parcel", mode="escrow")
     step("1. merchant creates an escrow trade (signed request, signed response verified)",
          {k: trade[k] for k in ("trade_no", "out_trade_no", "amount", "currency", "status")})
+    first_time = buyer.device_id is None
     session = buyer.login(phone, creds["customer_password"])
-    step("2. customer logs in on a new phone: password + SMS code (from the sandbox outbox)",
-         {k: session[k] for k in ("acr", "amr", "token_type")})
-    device = buyer.bind_device("demo phone", key_storage="hardware")
-    step("2b. the phone binds its key: every request now carries a DPoP proof",
-         {k: device[k] for k in ("device_id", "alg", "jkt", "hardware_bound")})
+    step("2. customer logs in: password + " + (
+        "SMS code (a new phone; the code read from the sandbox outbox)" if first_time
+        else "the phone's bound key (no SMS)"),
+        {k: session[k] for k in ("acr", "amr", "token_type")})
+    if first_time:
+        device = buyer.bind_device("demo phone", key_storage="hardware", keystore=keystore,
+                                   passphrase=passphrase)
+        step("2b. the phone binds its key (kept encrypted in var/demo/device.json): every"
+             " request now carries a DPoP proof",
+             {k: device[k] for k in ("device_id", "alg", "jkt", "hardware_bound")})
     step("2c. wallet before paying", buyer.wallet())
     paid = buyer.pay(trade["trade_no"])
     step("3. customer pays (a first-time payee: step-up answered by the device key); money"

@@ -137,8 +137,8 @@ def sim_change(
 ) -> None:
     """Record that PHONE got a new SIM, as the operator would report it.
 
-    A recent SIM change is the mark of SIM-swap fraud: the platform weighs it as a risk
-    signal at login and for sensitive actions.
+    A recent SIM change is the mark of SIM-swap fraud: the platform refuses a SIM-only
+    login for ANFU_SIM_CHANGE_HOLD_S (72 h) after it, and shows it to operators.
     """
     from anfu.adapters.carrier.sandbox import SandboxCarrier, default_state_path
 

@@ -47,7 +47,7 @@ REFUSED_DETAIL = (
     "again in a few minutes"
 )
 
-LOCK_EVENT = "identity:credential:locked"
+LOCK_EVENT = "identity:account:locked"
 
 
 class CredentialsRefused(AuthenticationFailed):

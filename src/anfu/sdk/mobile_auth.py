@@ -1,10 +1,15 @@
 """The phone's side of authentication: logging in with two factors, binding the device's key,
 signing a DPoP proof for every request of a bound session, and answering step-up challenges.
 
-    phone = WalletClient(url, sms_code=lambda challenge: input("SMS code: "))
+    phone = WalletClient(url, sms_code=lambda challenge: input("SMS code: "),
+                         password=lambda challenge: getpass("Password: "))
     phone.login("13800000000", "correct horse battery")       # password + SMS code
     phone.bind_device("My phone", keystore=Path("device.json"), passphrase=b"...")
     phone.pay(trade_no)   # a step-up is answered with the device key, then retried
+
+A step-up takes the device key first; level 3 (a new payee, a large amount) also wants the
+password again once the login is older than the policy's level-3 window (300 s), so give the
+client a ``password`` source (the app's prompt), as above.
 
 Later, on the same phone, the device key replaces the SMS code:
 

@@ -53,3 +53,27 @@ def test_sms_outbox_and_policy_commands(platform_urls: RunningPlatform) -> None:
     assert "to sign in on a new device" in message["text"]
     policy = anfu(platform_urls, "auth", "policy", "--json")
     assert json.loads(policy.stdout)["operations"]["trade.pay"] == 2
+
+
+def test_a_recent_sim_change_stops_sim_only_login(platform_urls: RunningPlatform) -> None:
+    import httpx
+
+    customer = new_customer(platform_urls, bind_device=False)
+    mobile = platform_urls.mobile
+
+    def sim_login() -> httpx.Response:
+        token = httpx.post(f"{mobile}/sandbox/carrier/network-token",
+                           json={"phone": customer.phone}).json()["network_token"]
+        return httpx.post(f"{mobile}/v1/sessions/sim",
+                          json={"phone": customer.phone, "network_token": token})
+
+    assert sim_login().status_code == 201
+    swapped = anfu(platform_urls, "carrier", "sim-change", customer.phone)  # the operator
+    assert swapped.returncode == 0, swapped.stderr
+    refused = sim_login()
+    assert (refused.status_code, refused.json()["code"]) == (401, "sim_recently_changed")
+    signals = httpx.get(f"{platform_urls.admin}/v1/users/{customer.user_id}/signals").json()
+    assert signals["sim_changed_at"] is not None
+    trail = anfu(platform_urls, "users", "audit", customer.user_id, "--name",
+                 "identity:sim:recently_changed").stdout.splitlines()
+    assert len(trail) == 1

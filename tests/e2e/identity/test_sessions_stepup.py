@@ -226,13 +226,13 @@ def test_a_software_key_cannot_reach_level_3_without_a_passkey(
         platform: RunningPlatform) -> None:
     phone = funded_phone(platform, 200_000, key_storage="software")
     withdrawal = {"amount": 60_000, "currency": "CNY"}
-    challenge = step_up_asked(phone.call("POST", "/v1/withdrawals", withdrawal, money=True))
-    assert (challenge["required_acr"], challenge["methods"]) == (3, [])
-    assert "passkey_options" not in challenge
-    # Its key's signature is taken, but a software key is not enough for level 3.
-    still = answer(platform, challenge, phone.signed(challenge))
-    assert (step_up_asked(still)["current_acr"], still.json()["methods"]) == (2, [])
-    step_up_asked(phone.call("POST", "/v1/withdrawals", withdrawal, money=True))
+    # Nothing this customer holds reaches level 3: no challenge nobody could answer, but a
+    # refusal that says what would help.
+    refused = phone.call("POST", "/v1/withdrawals", withdrawal, money=True)
+    body = refused.json()
+    assert (refused.status_code, body["code"]) == (403, "stronger_factor_required"), body
+    assert (body["required_acr"], body["current_acr"]) == (3, 2)
+    assert "passkey" in body["detail"]
 
     authenticator = SoftAuthenticator()
     origin = f"http://localhost:{httpx.URL(platform.mobile).port}"
