@@ -212,7 +212,10 @@ class Throttle:
         state = FailureState(failures=failures, last_failure=now, locked_until=locked_until,
                              lockouts=lockouts)
         self._store.save(key, state)
-        if reason is not None and wait > 0 and self._on_lock is not None:
+        # One event per lock: failures while already locked extend it quietly, so a script
+        # hammering a locked account cannot flood the audit trail.
+        already_locked = previous is not None and now < previous.locked_until
+        if reason is not None and wait > 0 and self._on_lock is not None and not already_locked:
             self._on_lock(LockEvent(key=key, at=now, locked_until=locked_until,
                                     failures=failures, reason=reason))
         return state
