@@ -31,7 +31,7 @@ CHROMIUM_ARGS = [
 _SESSIONS: dict[str, CDPSession] = {}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no Chromium at {CHROMIUM}")
