@@ -153,6 +153,11 @@ class Authenticator:
         if not methods:
             # Nothing this customer holds can reach the level: say what would, instead of
             # opening a challenge nobody can answer.
+            await platform.write(lambda uow: SqlAuthStore(uow.conn).audit(
+                "identity:session:step_up_unavailable", now=uow.now, user_id=ctx.user_id,
+                session_id=ctx.session_id, device_id=ctx.device_id,
+                client_address=ctx.client_address, operation=operation, required_acr=needed,
+                current_acr=current))
             raise Forbidden(
                 f"{operation} needs assurance level {needed}, which needs a hardware-bound key"
                 " this account does not have: register a passkey, or bind a phone whose key"

@@ -42,7 +42,7 @@ from anfu.db.auth_store import SqlAuthStore
 from anfu.db.factor_store import SqlFactorStore
 from anfu.db.uow import SqlUnitOfWork
 from anfu.db.user_store import SqlUserStore
-from anfu.errors import AuthenticationFailed
+from anfu.errors import AuthenticationFailed, Forbidden
 from anfu.identity import service as identity
 from anfu.identity.challenges import (
     AuthChallenge,
@@ -231,7 +231,14 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         address = client_address(request)
         ch = open_challenge(challenge_id)
         user = user_by_id(ch.user_id)
+        if ch.kind is ChallengeKind.RESET and body.method != "sms" and "sms" not in ch.proofs:
+            # The SMS code comes first, for every number alike, so nothing about the
+            # account's other factors shows before the phone is proved.
+            raise AuthenticationFailed("answer the SMS code first", code="sms_first")
         if user is None:
+            if ch.kind is ChallengeKind.RESET:  # no code was sent: as for an expired code
+                raise AuthenticationFailed("this code has expired or was already used;"
+                                           " request a new one", code="sms_code_expired")
             if body.method == "passkey":  # as for a known phone's unregistered passkey
                 raise AuthenticationFailed("this passkey is not registered to the account",
                                            code="passkey_unknown")
@@ -374,6 +381,14 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
 
     @router.post("/password-resets", summary="Start a password reset (SMS + second factor)")
     async def start_reset(body: ResetStart, request: Request) -> Response:
+        # A SIM swapped lately would hand the SMS code to whoever swapped it: no reset by
+        # phone for the hold, whoever the number belongs to.
+        changed = await platform.carrier.last_sim_change(body.phone)
+        hold = kit.settings.sim_change_hold_s
+        if changed is not None and platform.clock() - changed.timestamp() < hold:
+            raise Forbidden(f"this number's SIM changed less than {hold // 3600} h ago: a"
+                            " password reset by phone waits until then; sign in on a bound"
+                            " device or contact support", code="sim_recently_changed")
         user = user_by_phone(body.phone)
         second: list[str] = []
         available: set[str] = {"sms"}

@@ -115,8 +115,10 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
              {k: device[k] for k in ("device_id", "alg", "jkt", "hardware_bound")})
     step("2c. wallet before paying", buyer.wallet())
     paid = buyer.pay(trade["trade_no"])
-    step("3. customer pays (a first-time payee: step-up answered by the device key); money"
-         " held in escrow", {"status": paid["status"], "acr": buyer.me()["acr"]})
+    step("3. customer pays; money held in escrow" + (
+        " (a first-time payee needs level 3: the step-up was answered by the device key)"
+        if first_time else " (the login with the hardware-bound key already gave level 3)"),
+        {"status": paid["status"], "acr": buyer.me()["acr"]})
     shipped = shop.ship(trade["trade_no"])
     step("4. merchant ships", {"status": shipped["status"]})
     done = buyer.confirm(trade["trade_no"])

@@ -81,9 +81,10 @@ def revoke_device(device_id: str,
                 "revoked": revoked or device.revoked_at is not None, "sessions_ended": ended}
 
     result = _run(lambda p: p.write_sync(job))
-    typer.echo(json.dumps(result, indent=2))
     if "error" in result:
+        typer.echo(json.dumps(result), err=True)
         raise typer.Exit(1)
+    typer.echo(json.dumps(result, indent=2))
 
 
 @users_app.command("unlock")
@@ -110,13 +111,15 @@ def unlock(who: Annotated[str, typer.Argument(help="user id or phone number")]) 
 def audit(who: Annotated[str | None, typer.Argument(help="user id or phone (all if none)")]
           = None,
           name: Annotated[str | None, typer.Option(help="e.g. identity:account:locked")] = None,
+          after: Annotated[int, typer.Option(min=0, help="events after this id (paging)")] = 0,
           limit: Annotated[int, typer.Option(min=1, max=10000)] = 50) -> None:
-    """Authentication audit events, oldest first: one JSON object per line."""
+    """Authentication audit events, oldest first, one JSON object per line; page with
+    --after <the last id printed>."""
     from anfu.db.auth_store import SqlAuthStore
 
     def read(conn: Any) -> list[dict[str, Any]]:
         user_id = _resolve(conn, who).user_id if who else None
-        return SqlAuthStore(conn).audit_events(user_id=user_id, name=name, after=0,
+        return SqlAuthStore(conn).audit_events(user_id=user_id, name=name, after=after,
                                                limit=limit)
 
     for event in _run(lambda p: p.read(read)):

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from anfu.sdk import ApiError
+from tests.e2e.identity.wire import network_token, send_network_token
 from tests.support import ROOT, RunningPlatform, new_customer
 
 
@@ -59,13 +60,10 @@ def test_a_recent_sim_change_stops_sim_only_login(platform_urls: RunningPlatform
     import httpx
 
     customer = new_customer(platform_urls, bind_device=False)
-    mobile = platform_urls.mobile
 
     def sim_login() -> httpx.Response:
-        token = httpx.post(f"{mobile}/sandbox/carrier/network-token",
-                           json={"phone": customer.phone}).json()["network_token"]
-        return httpx.post(f"{mobile}/v1/sessions/sim",
-                          json={"phone": customer.phone, "network_token": token})
+        token = network_token(platform_urls, customer.phone)
+        return send_network_token(platform_urls, customer.phone, token)
 
     assert sim_login().status_code == 201
     swapped = anfu(platform_urls, "carrier", "sim-change", customer.phone)  # the operator
@@ -77,3 +75,19 @@ def test_a_recent_sim_change_stops_sim_only_login(platform_urls: RunningPlatform
     trail = anfu(platform_urls, "users", "audit", customer.user_id, "--name",
                  "identity:sim:recently_changed").stdout.splitlines()
     assert len(trail) == 1
+
+
+def test_no_reset_by_phone_while_the_sim_change_hold_lasts(
+        platform_urls: RunningPlatform) -> None:
+    import httpx
+
+    customer = new_customer(platform_urls, bind_device=False)
+    resets = f"{platform_urls.mobile}/v1/password-resets"
+    started = httpx.post(resets, json={"phone": customer.phone}).json()
+    early = httpx.post(f"{platform_urls.mobile}/v1/auth/challenges/{started['challenge_id']}",
+                       json={"method": "totp", "code": "123456"})
+    assert (early.status_code, early.json()["code"]) == (401, "sms_first")
+
+    assert anfu(platform_urls, "carrier", "sim-change", customer.phone).returncode == 0
+    refused = httpx.post(resets, json={"phone": customer.phone})
+    assert (refused.status_code, refused.json()["code"]) == (403, "sim_recently_changed")
