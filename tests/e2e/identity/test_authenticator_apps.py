@@ -6,14 +6,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from anfu.sdk import WalletClient
-from tests.support import PASSWORD, RunningPlatform, new_customer, start_platform
+from tests.support import PASSWORD, RunningPlatform, new_customer
 
 pytestmark = pytest.mark.skipif(shutil.which("oathtool") is None,
                                 reason="oathtool missing: `make tools` installs it")
@@ -23,15 +21,6 @@ def oathtool(secret: str, at: float) -> str:
     """The code oathtool shows at Unix time ``at``."""
     return subprocess.run(["oathtool", "--totp", "-b", f"--now=@{int(at)}", secret],
                           check=True, capture_output=True, text=True).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    # Two logins of one phone within a minute: lift the one-code-a-minute limit.
-    home: Path = tmp_path_factory.mktemp("identity-totp-apps")
-    running = start_platform(home, ANFU_SMS_PHONE_LIMITS="100/60")
-    yield running
-    running.stop()
 
 
 def test_oathtool_codes_enrol_and_log_in(platform: RunningPlatform) -> None:

@@ -6,7 +6,7 @@ security notices, and the SDK's keystore."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,31 +15,23 @@ import pytest
 from anfu.crypto.jose import DeviceKey, JoseAlg
 from anfu.crypto.keystore import KeystoreError
 from anfu.sdk import WalletClient
-from tests.e2e.identity.phone_wire import (
+from tests.e2e.identity.wire import (
     Phone,
     answer,
     answer_with_sms,
     audit_events,
     device_body,
     device_signature,
-    identity_platform,
+    login_challenge,
     login_on_device,
     login_with_sim,
     login_with_sms,
     new_bound_phone,
     new_phone_number,
-    refused_with,
+    problem,
     sign_up,
-    start_login,
 )
 from tests.support import PASSWORD, RunningPlatform
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = identity_platform(tmp_path_factory.mktemp("devices"))
-    yield running
-    running.stop()
 
 
 def notice_kinds(phone: Phone) -> list[str]:
@@ -51,15 +43,16 @@ def notice_kinds(phone: Phone) -> list[str]:
 # --- registering a device ---------------------------------------------------------------
 def test_device_registration_needs_a_dpop_proof_signed_by_the_new_key(
         platform: RunningPlatform) -> None:
-    phone = login_with_sms(platform, sign_up(platform))
+    number, _ = sign_up(platform)
+    phone = login_with_sms(platform, number)
     new_key, other_key = DeviceKey.generate("ES256"), DeviceKey.generate("ES256")
     bearer = {"Authorization": f"Bearer {phone.token}"}
 
     missing = phone.call("POST", "/v1/devices", device_body(new_key), headers=bearer)
-    assert refused_with(missing) == (401, "dpop_required")
+    problem(missing, 401, "dpop_required")
     by_other = phone.call("POST", "/v1/devices", device_body(new_key), headers={
         **bearer, "DPoP": other_key.dpop_proof("POST", phone.url("/v1/devices"))})
-    assert refused_with(by_other) == (401, "dpop_key_mismatch")
+    problem(by_other, 401, "dpop_key_mismatch")
     assert phone.call("GET", "/v1/devices").json()["devices"] == []
 
     device = phone.bind(new_key)
@@ -90,21 +83,20 @@ def test_login_on_a_bound_device_is_password_and_device_signature_without_sms(
 def test_a_bad_device_signature_is_refused_and_audited(platform: RunningPlatform) -> None:
     phone = new_bound_phone(platform)
     assert phone.key is not None and phone.device_id is not None
-    challenge = start_login(platform, phone.number, phone.device_id)
+    challenge = login_challenge(platform, phone.number, device_id=phone.device_id)
 
     by_another_key = device_signature(DeviceKey.generate("ES256"), challenge, phone.user_id,
                                       phone.device_id)
     for_another_operation = device_signature(phone.key, {**challenge, "operation": "trade.pay"},
                                              phone.user_id, phone.device_id)
     for forged in (by_another_key, for_another_operation):
-        assert refused_with(answer(platform, challenge, forged)) == (
-            401, "device_signature_invalid")
+        problem(answer(platform, challenge, "device", **forged), 401, "device_signature_invalid")
 
     events = audit_events(platform, phone.user_id, "identity:device:signature_failed")
     assert [e["device_id"] for e in events] == [phone.device_id] * 2
     # the challenge stays open for the real device
     right = device_signature(phone.key, challenge, phone.user_id, phone.device_id)
-    assert answer(platform, challenge, right).status_code == 201
+    assert answer(platform, challenge, "device", **right).status_code == 201
 
 
 # --- DPoP on every request --------------------------------------------------------------
@@ -113,9 +105,9 @@ def test_a_bound_token_presented_as_bearer_or_without_proof_needs_dpop(
     phone = new_bound_phone(platform)
     as_bearer = phone.call("GET", "/v1/wallet",
                            headers={"Authorization": f"Bearer {phone.token}"})
-    assert refused_with(as_bearer) == (401, "dpop_required")
+    problem(as_bearer, 401, "dpop_required")
     no_proof = phone.call("GET", "/v1/wallet", headers={"Authorization": f"DPoP {phone.token}"})
-    assert refused_with(no_proof) == (401, "dpop_required")
+    problem(no_proof, 401, "dpop_required")
     assert phone.call("GET", "/v1/wallet").status_code == 200
 
 
@@ -126,7 +118,7 @@ def test_a_stolen_token_with_a_proof_by_another_key_is_refused(
     stolen = phone.call("GET", "/v1/wallet", headers={
         "Authorization": f"DPoP {phone.token}",
         "DPoP": thief.dpop_proof("GET", phone.url("/v1/wallet"), access_token=phone.token)})
-    assert refused_with(stolen) == (401, "dpop_key_mismatch")
+    problem(stolen, 401, "dpop_key_mismatch")
 
 
 def test_a_replayed_dpop_proof_is_refused(platform: RunningPlatform) -> None:
@@ -134,16 +126,15 @@ def test_a_replayed_dpop_proof_is_refused(platform: RunningPlatform) -> None:
     assert phone.key is not None
     headers = phone.auth("GET", "/v1/wallet")
     assert phone.call("GET", "/v1/wallet", headers=headers).status_code == 200
-    assert refused_with(phone.call("GET", "/v1/wallet", headers=headers)) == (
-        401, "dpop_jti_replayed")
+    problem(phone.call("GET", "/v1/wallet", headers=headers), 401, "dpop_jti_replayed")
     # a new proof that reuses the jti (another iat, another request) is a replay too
     jti = phone.key.dpop_proof("GET", phone.url("/v1/me"), access_token=phone.token,
                                jti="once-only")
     assert phone.call("GET", "/v1/me", headers={**headers, "DPoP": jti}).status_code == 200
     again = phone.key.dpop_proof("GET", phone.url("/v1/devices"), access_token=phone.token,
                                  jti="once-only", now=time.time() - 1)
-    assert refused_with(phone.call("GET", "/v1/devices", headers={**headers, "DPoP": again})
-                        ) == (401, "dpop_jti_replayed")
+    problem(phone.call("GET", "/v1/devices", headers={**headers, "DPoP": again}), 401,
+            "dpop_jti_replayed")
 
 
 ProofMaker = Callable[[DeviceKey, Phone], str]
@@ -173,7 +164,7 @@ def test_a_proof_for_another_request_or_time_names_the_failed_check(
     make, code = WRONG_PROOFS[case]
     reply = phone.call("GET", "/v1/wallet", headers={"Authorization": f"DPoP {phone.token}",
                                                      "DPoP": make(phone.key, phone)})
-    assert refused_with(reply) == (401, code)
+    problem(reply, 401, code)
     assert phone.call("GET", "/v1/wallet").status_code == 200
 
 
@@ -182,9 +173,9 @@ def test_refreshing_a_bound_session_needs_a_proof_by_its_key(
     phone = new_bound_phone(platform)
     refresh_url = phone.url("/v1/sessions/refresh")
     body = {"refresh_token": phone.tokens["refresh_token"]}
-    assert refused_with(httpx.post(refresh_url, json=body)) == (401, "dpop_required")
+    problem(httpx.post(refresh_url, json=body), 401, "dpop_required")
     by_other = phone.refresh(proof_key=DeviceKey.generate("EdDSA"))
-    assert refused_with(by_other) == (401, "dpop_key_mismatch")
+    problem(by_other, 401, "dpop_key_mismatch")
 
     # the refused attempts did not use up the refresh token
     assert phone.key is not None
@@ -198,7 +189,7 @@ def test_refreshing_a_bound_session_needs_a_proof_by_its_key(
     # its proof cannot be replayed, even with the next refresh token (left unused)
     replayed = httpx.post(refresh_url, headers={"DPoP": proof},
                           json={"refresh_token": phone.tokens["refresh_token"]})
-    assert refused_with(replayed) == (401, "dpop_jti_replayed")
+    problem(replayed, 401, "dpop_jti_replayed")
     assert phone.refresh().status_code == 201
 
 
@@ -235,12 +226,12 @@ def test_revoking_a_lost_phone_ends_its_sessions_and_its_key_no_longer_logs_in(
     assert kept.call("DELETE", f"/v1/devices/{lost.device_id}").status_code == 204
 
     for session in (lost, lost_again):
-        assert refused_with(session.call("GET", "/v1/wallet")) == (401, "session_revoked")
-    challenge = start_login(platform, lost.number, lost.device_id)
+        problem(session.call("GET", "/v1/wallet"), 401, "session_revoked")
+    challenge = login_challenge(platform, lost.number, device_id=lost.device_id)
     assert challenge["methods"] == ["sms"]  # an unknown device: the new-device path
     by_lost_key = device_signature(lost.key, challenge, lost.user_id, lost.device_id)
-    assert refused_with(answer(platform, challenge, by_lost_key)) == (401, "device_unknown")
-    by_sms = answer_with_sms(platform, lost.number, challenge)
+    problem(answer(platform, challenge, "device", **by_lost_key), 401, "device_unknown")
+    by_sms = answer_with_sms(platform, challenge, lost.number)
     assert by_sms.status_code == 201, by_sms.text
     assert (by_sms.json()["token_type"], by_sms.json()["amr"]) == ("Bearer", ["pwd", "sms"])
 
@@ -265,12 +256,10 @@ def test_devices_are_listed_and_renamed_by_their_owner_only(platform: RunningPla
     listed = phone.call("GET", "/v1/devices").json()["devices"]
     assert [(d["name"], d["key_storage"], d["hardware_bound"]) for d in listed] == [
         ("Mum's phone", "hardware", True)]
-    assert refused_with(phone.call("PATCH", path, {"name": "   "})) == (
-        400, "invalid_device_name")
+    problem(phone.call("PATCH", path, {"name": "   "}), 400, "invalid_device_name")
 
-    assert refused_with(stranger.call("PATCH", path, {"name": "mine now"})) == (
-        404, "device_not_found")
-    assert refused_with(stranger.call("DELETE", path)) == (404, "device_not_found")
+    problem(stranger.call("PATCH", path, {"name": "mine now"}), 404, "device_not_found")
+    problem(stranger.call("DELETE", path), 404, "device_not_found")
     assert phone.call("GET", "/v1/wallet").status_code == 200
 
 

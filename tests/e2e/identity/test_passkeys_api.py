@@ -19,10 +19,17 @@ import httpx
 import pytest
 
 from anfu.sdk import WalletClient
+from tests.e2e.identity.wire import (
+    Json,
+    answer,
+    audit_events,
+    me,
+    network_token,
+    new_phone_number,
+    problem,
+)
 from tests.softauthn import AuthenticatorRefused, SoftAuthenticator, b64url, unb64url
 from tests.support import RunningPlatform, new_customer
-
-Json = dict[str, Any]
 
 
 def origin_of(platform: RunningPlatform) -> str:
@@ -34,12 +41,6 @@ def call(platform: RunningPlatform, client: WalletClient, method: str, path: str
     """One authenticated request, sent as is: a step-up problem comes back, not answered."""
     return httpx.request(method, platform.mobile + path, json=body,
                          headers=client.auth_headers(method, path))
-
-
-def audit(platform: RunningPlatform, user_id: str, name: str) -> list[Json]:
-    reply = httpx.get(f"{platform.admin}/v1/audit", params={"user_id": user_id, "name": name})
-    reply.raise_for_status()
-    return list(reply.json()["events"])
 
 
 def begin_registration(platform: RunningPlatform, client: WalletClient) -> Json:
@@ -65,19 +66,10 @@ def register(platform: RunningPlatform, client: WalletClient,
     return str(credential["id"])
 
 
-def start_login(platform: RunningPlatform, phone: str) -> Json:
+def start_passkey_login(platform: RunningPlatform, phone: str) -> Json:
     reply = httpx.post(f"{platform.mobile}/v1/sessions/passkey", json={"phone": phone})
     assert reply.status_code == 200, reply.text
     return dict(reply.json())
-
-
-def answer(platform: RunningPlatform, challenge_id: str, credential: Json) -> httpx.Response:
-    return httpx.post(f"{platform.mobile}/v1/auth/challenges/{challenge_id}",
-                      json={"method": "passkey", "credential": credential})
-
-
-def refused(reply: httpx.Response) -> tuple[int, str]:
-    return reply.status_code, reply.json()["code"]
 
 
 @pytest.fixture
@@ -98,18 +90,16 @@ def with_passkey(platform_urls: RunningPlatform, customer: WalletClient
 # --- registration ----------------------------------------------------------------------------
 
 def test_registering_needs_level_two(platform_urls: RunningPlatform) -> None:
-    phone = "1" + str(secrets.randbelow(10**10)).zfill(10)
+    phone = new_phone_number()
     sim = WalletClient(platform_urls.mobile)
     sim.register(phone, "correct horse battery staple")
-    token = httpx.post(f"{platform_urls.mobile}/sandbox/carrier/network-token",
-                       json={"phone": phone}).json()["network_token"]
+    token = network_token(platform_urls, phone)
     assert sim.login_with_sim(phone, token)["acr"] == 1
     reply = call(platform_urls, sim, "POST", "/v1/factors/passkeys/options", {})
-    assert refused(reply) == (401, "step_up_required")
-    problem = reply.json()
-    assert (problem["operation"], problem["required_acr"], problem["current_acr"]) == (
+    asked = problem(reply, 401, "step_up_required")
+    assert (asked["operation"], asked["required_acr"], asked["current_acr"]) == (
         "factor.enroll", 2, 1)
-    assert problem["kind"] == "step_up"
+    assert asked["kind"] == "step_up"
     assert reply.headers["www-authenticate"] == (
         'DPoP error="insufficient_user_authentication", acr_values="2"')
 
@@ -141,13 +131,14 @@ def test_register_a_passkey_and_list_it(platform_urls: RunningPlatform,
     assert listed[0]["aaguid"] == "00000000-0000-0000-0000-000000000000"
     assert customer.me()["factors"]["passkeys"] == 1
 
-    events = audit(platform_urls, customer.user_id or "", "identity:passkey:registered")
+    events = audit_events(platform_urls, customer.user_id or "",
+                          "identity:passkey:registered")
     assert [e["detail"]["credential_id"] for e in events] == [credential_id]
     assert events[0]["session_id"] == customer.session_id
 
     # The registration challenge is spent: the same answer again is refused.
     again = finish_registration(platform_urls, customer, begun["challenge_id"], credential)
-    assert refused(again) == (401, "challenge_expired")
+    problem(again, 401, "challenge_expired")
 
 
 def test_registration_checks(platform_urls: RunningPlatform, customer: WalletClient) -> None:
@@ -164,10 +155,11 @@ def test_registration_checks(platform_urls: RunningPlatform, customer: WalletCli
         begun = begin_registration(platform_urls, customer)
         credential = make(SoftAuthenticator(), begun["options"])
         reply = finish_registration(platform_urls, customer, begun["challenge_id"], credential)
-        assert refused(reply) == (401, code), (code, reply.text)
+        problem(reply, 401, code)
     assert call(platform_urls, customer, "GET", "/v1/factors/passkeys").json() == {
         "passkeys": []}
-    assert audit(platform_urls, customer.user_id or "", "identity:passkey:registered") == []
+    assert audit_events(platform_urls, customer.user_id or "",
+                        "identity:passkey:registered") == []
 
 
 def test_another_customers_registration_challenge_is_refused(
@@ -176,7 +168,7 @@ def test_another_customers_registration_challenge_is_refused(
     begun = begin_registration(platform_urls, customer)
     credential = SoftAuthenticator().create(begun["options"], origin_of(platform_urls))
     reply = finish_registration(platform_urls, other, begun["challenge_id"], credential)
-    assert refused(reply) == (401, "challenge_expired")
+    problem(reply, 401, "challenge_expired")
 
 
 def test_the_same_authenticator_cannot_register_twice(
@@ -193,7 +185,7 @@ def test_the_same_authenticator_cannot_register_twice(
     ignoring = {**begun["options"], "excludeCredentials": []}
     replayed = reregister(authenticator, credential_id, ignoring, origin_of(platform_urls))
     reply = finish_registration(platform_urls, customer, begun["challenge_id"], replayed)
-    assert refused(reply) == (409, "passkey_taken")
+    problem(reply, 409, "passkey_taken")
     listed = call(platform_urls, customer, "GET", "/v1/factors/passkeys").json()["passkeys"]
     assert [p["credential_id"] for p in listed] == [credential_id]
 
@@ -203,7 +195,7 @@ def test_the_same_authenticator_cannot_register_twice(
     replayed = reregister(authenticator, credential_id, begun["options"],
                           origin_of(platform_urls))
     reply = finish_registration(platform_urls, other, begun["challenge_id"], replayed)
-    assert refused(reply) == (409, "passkey_taken")
+    problem(reply, 409, "passkey_taken")
 
 
 def reregister(authenticator: SoftAuthenticator, credential_id: str, options: Json,
@@ -233,7 +225,7 @@ def test_passkey_login_gives_level_three(
         platform_urls: RunningPlatform,
         with_passkey: tuple[WalletClient, SoftAuthenticator, str]) -> None:
     customer, authenticator, credential_id = with_passkey
-    begun = start_login(platform_urls, customer.phone or "")
+    begun = start_passkey_login(platform_urls, customer.phone or "")
     assert begun["methods"] == ["passkey"]
     assert (begun["kind"], begun["operation"], begun["required_acr"]) == (
         "login", "session.login", 3)
@@ -242,8 +234,8 @@ def test_passkey_login_gives_level_three(
     assert options["userVerification"] == "required"
     assert [item["id"] for item in options["allowCredentials"]] == [credential_id]
 
-    reply = answer(platform_urls, begun["challenge_id"],
-                   authenticator.get(options, origin_of(platform_urls)))
+    reply = answer(platform_urls, begun, "passkey",
+                   credential=authenticator.get(options, origin_of(platform_urls)))
     assert reply.status_code == 201, reply.text
     tokens = reply.json()
     assert (tokens["acr"], tokens["amr"]) == (3, ["hwk", "uv"])
@@ -251,20 +243,20 @@ def test_passkey_login_gives_level_three(
     assert tokens["token_type"] == "Bearer"
     assert tokens["refresh_token"]
 
-    me = httpx.get(f"{platform_urls.mobile}/v1/me",
-                   headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
-    assert (me["user_id"], me["session_id"], me["acr"], me["amr"]) == (
+    mine = me(platform_urls, tokens["access_token"]).json()
+    assert (mine["user_id"], mine["session_id"], mine["acr"], mine["amr"]) == (
         customer.user_id, tokens["session_id"], 3, ["hwk", "uv"])
     listed = call(platform_urls, customer, "GET", "/v1/factors/passkeys").json()["passkeys"]
     assert listed[0]["last_used_at"] is not None
-    logins = audit(platform_urls, customer.user_id or "", "identity:session:login_succeeded")
+    logins = audit_events(platform_urls, customer.user_id or "",
+                          "identity:session:login_succeeded")
     assert logins[-1]["session_id"] == tokens["session_id"]
     assert logins[-1]["detail"]["amr"] == ["hwk", "uv"]
 
     # The challenge is spent: the same assertion cannot log in twice.
-    again = answer(platform_urls, begun["challenge_id"],
-                   authenticator.get(options, origin_of(platform_urls)))
-    assert refused(again) == (401, "challenge_expired")
+    again = answer(platform_urls, begun, "passkey",
+                   credential=authenticator.get(options, origin_of(platform_urls)))
+    problem(again, 401, "challenge_expired")
 
 
 def tamper_signature(credential: Json) -> Json:
@@ -283,9 +275,9 @@ def test_each_assertion_check_refuses_with_its_code(
     phone = customer.phone or ""
 
     # One good sign-in moves the stored counter to 1.
-    first = start_login(platform_urls, phone)
+    first = start_passkey_login(platform_urls, phone)
     good = authenticator.get(first["passkey_options"], origin)
-    assert answer(platform_urls, first["challenge_id"], good).status_code == 201
+    assert answer(platform_urls, first, "passkey", credential=good).status_code == 201
 
     cases: list[tuple[str, Callable[[Json], Json]]] = [
         ("passkey_origin", lambda o: authenticator.get(o, "https://evil.example")),
@@ -306,18 +298,18 @@ def test_each_assertion_check_refuses_with_its_code(
             **good["response"], "authenticatorData": "not*base64"}}),
     ]
     for code, make in cases:
-        begun = start_login(platform_urls, phone)
-        reply = answer(platform_urls, begun["challenge_id"], make(begun["passkey_options"]))
-        assert refused(reply) == (401, code), (code, reply.text)
+        begun = start_passkey_login(platform_urls, phone)
+        reply = answer(platform_urls, begun, "passkey", credential=make(begun["passkey_options"]))
+        problem(reply, 401, code)
         if code == "passkey_sign_count":  # what the platform holds
             authenticator.credentials[unb64url(credential_id)].sign_count = 1
-    failures = audit(platform_urls, customer.user_id or "", "identity:passkey:failed")
+    failures = audit_events(platform_urls, customer.user_id or "", "identity:passkey:failed")
     assert {e["detail"]["check"] for e in failures} >= {
         "origin", "challenge", "rp_id", "user_verification", "signature", "sign_count"}
 
-    last = start_login(platform_urls, phone)
-    reply = answer(platform_urls, last["challenge_id"],
-                   authenticator.get(last["passkey_options"], origin))
+    last = start_passkey_login(platform_urls, phone)
+    reply = answer(platform_urls, last, "passkey",
+                   credential=authenticator.get(last["passkey_options"], origin))
     assert reply.status_code == 201, reply.text
     assert authenticator.credentials[unb64url(credential_id)].sign_count == 2
 
@@ -327,12 +319,12 @@ def test_a_refused_answer_leaves_the_login_challenge_open(
         with_passkey: tuple[WalletClient, SoftAuthenticator, str]) -> None:
     customer, authenticator, _ = with_passkey
     origin = origin_of(platform_urls)
-    begun = start_login(platform_urls, customer.phone or "")
+    begun = start_passkey_login(platform_urls, customer.phone or "")
     options = begun["passkey_options"]
-    bad = answer(platform_urls, begun["challenge_id"],
-                 authenticator.get(options, origin, user_verified=False))
-    assert refused(bad) == (401, "passkey_user_verification")
-    good = answer(platform_urls, begun["challenge_id"], authenticator.get(options, origin))
+    bad = answer(platform_urls, begun, "passkey",
+                 credential=authenticator.get(options, origin, user_verified=False))
+    problem(bad, 401, "passkey_user_verification")
+    good = answer(platform_urls, begun, "passkey", credential=authenticator.get(options, origin))
     assert good.status_code == 201, good.text
     assert good.json()["amr"] == ["hwk", "uv"]
 
@@ -345,35 +337,35 @@ def test_a_passkey_of_another_customer_is_refused(
     other_key = SoftAuthenticator()
     other_id = register(platform_urls, other, other_key)
 
-    begun = start_login(platform_urls, customer.phone or "")
+    begun = start_passkey_login(platform_urls, customer.phone or "")
     # The other customer's authenticator signs this very challenge, properly.
     stolen = other_key.get(begun["passkey_options"], origin_of(platform_urls),
                            credential_id=unb64url(other_id))
-    reply = answer(platform_urls, begun["challenge_id"], stolen)
-    assert refused(reply) == (401, "passkey_unknown")
+    reply = answer(platform_urls, begun, "passkey", credential=stolen)
+    problem(reply, 401, "passkey_unknown")
     # A credential id nobody registered is refused the same way.
-    reply = answer(platform_urls, begun["challenge_id"],
-                   stranger_assertion(begun["passkey_options"], origin_of(platform_urls)))
-    assert refused(reply) == (401, "passkey_unknown")
+    reply = answer(platform_urls, begun, "passkey", credential=stranger_assertion(
+        begun["passkey_options"], origin_of(platform_urls)))
+    problem(reply, 401, "passkey_unknown")
     # Still open and still the customer's own passkey works.
     mine = authenticator.get(begun["passkey_options"], origin_of(platform_urls))
-    assert answer(platform_urls, begun["challenge_id"], mine).status_code == 201
+    assert answer(platform_urls, begun, "passkey", credential=mine).status_code == 201
 
 
 def test_an_unknown_phone_gets_the_same_kind_of_answer(platform_urls: RunningPlatform,
                                                        customer: WalletClient) -> None:
     """No passkey yet and no account at all look alike: no account probing."""
-    known = start_login(platform_urls, customer.phone or "")
-    unknown = start_login(platform_urls, "1" + str(secrets.randbelow(10**10)).zfill(10))
+    known = start_passkey_login(platform_urls, customer.phone or "")
+    unknown = start_passkey_login(platform_urls, new_phone_number())
     assert sorted(known) == sorted(unknown)
     assert known["passkey_options"]["allowCredentials"] == []
     assert unknown["passkey_options"]["allowCredentials"] == []
-    reply = answer(platform_urls, unknown["challenge_id"],
-                   stranger_assertion(unknown["passkey_options"], origin_of(platform_urls)))
-    assert refused(reply) == (401, "passkey_unknown")  # as for a known phone, below
-    reply = answer(platform_urls, known["challenge_id"],
-                   stranger_assertion(known["passkey_options"], origin_of(platform_urls)))
-    assert refused(reply) == (401, "passkey_unknown")
+    reply = answer(platform_urls, unknown, "passkey", credential=stranger_assertion(
+        unknown["passkey_options"], origin_of(platform_urls)))
+    problem(reply, 401, "passkey_unknown")  # as for a known phone, below
+    reply = answer(platform_urls, known, "passkey", credential=stranger_assertion(
+        known["passkey_options"], origin_of(platform_urls)))
+    problem(reply, 401, "passkey_unknown")
 
 
 def stranger_assertion(options: Json, origin: str) -> Json:
@@ -401,19 +393,17 @@ def test_step_up_to_level_three_with_a_passkey(platform_urls: RunningPlatform,
                               currency="CNY", subject="first purchase", mode="direct")
     path = f"/v1/trades/{trade['trade_no']}/pay"
     reply = call(platform_urls, phone, "POST", path)
-    assert refused(reply) == (401, "step_up_required")
-    problem = reply.json()
-    assert (problem["kind"], problem["operation"], problem["required_acr"],
-            problem["current_acr"]) == ("step_up", "trade.pay", 3, 2)
-    assert (problem["amount"], problem["currency"], problem["payee"]) == (1500, "CNY",
-                                                                          "Test Shop")
-    assert problem["methods"] == ["passkey"]  # the software device key would not do
-    assert [item["id"] for item in problem["passkey_options"]["allowCredentials"]] == [
+    asked = problem(reply, 401, "step_up_required")
+    assert (asked["kind"], asked["operation"], asked["required_acr"],
+            asked["current_acr"]) == ("step_up", "trade.pay", 3, 2)
+    assert (asked["amount"], asked["currency"], asked["payee"]) == (1500, "CNY", "Test Shop")
+    assert asked["methods"] == ["passkey"]  # the software device key would not do
+    assert [item["id"] for item in asked["passkey_options"]["allowCredentials"]] == [
         credential_id]
     assert reply.headers["www-authenticate"].endswith('acr_values="3"')
 
-    stepped = answer(platform_urls, problem["challenge_id"],
-                     authenticator.get(problem["passkey_options"], origin_of(platform_urls)))
+    stepped = answer(platform_urls, asked, "passkey", credential=authenticator.get(
+        asked["passkey_options"], origin_of(platform_urls)))
     assert stepped.status_code == 200, stepped.text
     assert stepped.json()["acr"] == 3
     assert {"hwk", "uv"} <= set(stepped.json()["amr"])
@@ -422,7 +412,7 @@ def test_step_up_to_level_three_with_a_passkey(platform_urls: RunningPlatform,
     paid = call(platform_urls, phone, "POST", path)
     assert paid.status_code == 200, paid.text
     assert paid.json()["status"] == "TRADE_SUCCESS"
-    events = audit(platform_urls, phone.user_id or "", "identity:session:stepped_up")
+    events = audit_events(platform_urls, phone.user_id or "", "identity:session:stepped_up")
     assert events[-1]["detail"]["operation"] == "trade.pay"
     assert {"hwk", "uv"} <= set(events[-1]["detail"]["amr"])
 
@@ -438,19 +428,18 @@ def test_delete_a_passkey(platform_urls: RunningPlatform,
     listed = call(platform_urls, customer, "GET", "/v1/factors/passkeys").json()["passkeys"]
     assert [p["credential_id"] for p in listed] == [kept]
     again = call(platform_urls, customer, "DELETE", f"/v1/factors/passkeys/{credential_id}")
-    assert refused(again) == (404, "passkey_not_found")
-    removed = audit(platform_urls, customer.user_id or "", "identity:passkey:removed")
+    problem(again, 404, "passkey_not_found")
+    removed = audit_events(platform_urls, customer.user_id or "", "identity:passkey:removed")
     assert [e["detail"]["credential_id"] for e in removed] == [credential_id]
 
     # The removed passkey no longer signs in.
-    begun = start_login(platform_urls, customer.phone or "")
+    begun = start_passkey_login(platform_urls, customer.phone or "")
     assert [item["id"] for item in begun["passkey_options"]["allowCredentials"]] == [kept]
-    reply = answer(platform_urls, begun["challenge_id"],
-                   authenticator.get(begun["passkey_options"], origin_of(platform_urls),
-                                     credential_id=unb64url(credential_id)))
-    assert refused(reply) == (401, "passkey_unknown")
+    reply = answer(platform_urls, begun, "passkey", credential=authenticator.get(
+        begun["passkey_options"], origin_of(platform_urls), credential_id=unb64url(credential_id)))
+    problem(reply, 401, "passkey_unknown")
 
     # Another customer cannot remove someone else's passkey.
     other: WalletClient = new_customer(platform_urls, bind_device=False)
     foreign = call(platform_urls, other, "DELETE", f"/v1/factors/passkeys/{kept}")
-    assert refused(foreign) == (404, "passkey_not_found")
+    problem(foreign, 404, "passkey_not_found")

@@ -5,7 +5,6 @@ sign-up, and the Argon2 hash upgraded at login when its cost is raised."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,16 @@ from sqlalchemy import create_engine, text
 from tests.e2e.identity.wire import (
     answer,
     bearer,
+    login_with_sms,
     me,
     network_token,
-    new_phone,
+    new_phone_number,
     other_code,
     problem,
+    send_network_token,
     sign_up,
-    sim_login,
     sms_code_for,
-    sms_login,
     sms_texts,
-    start_identity_platform,
     start_login,
     totp_customer,
 )
@@ -34,13 +32,6 @@ from tests.support import PASSWORD, RunningPlatform, new_customer, start_platfor
 
 NEW_PASSWORD = "velvet lantern orbit quietly"
 DAY_S = 24 * 3600
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = start_identity_platform(tmp_path_factory.mktemp("identity-password-phone"))
-    yield running
-    running.stop()
 
 
 def start_reset(p: RunningPlatform, phone: str) -> dict[str, Any]:
@@ -61,14 +52,14 @@ def test_reset_without_second_factor_takes_the_sms_code_and_ends_every_session(
         platform: RunningPlatform) -> None:
     client = new_customer(platform, bind_device=False)
     phone, user_id = client.phone, client.user_id
-    on_sim = sim_login(platform, phone, network_token(platform, phone)).json()
+    on_sim = send_network_token(platform, phone, network_token(platform, phone)).json()
     old_tokens = [client.access_token, on_sim["access_token"]]
 
     reset = start_reset(platform, phone)
     assert reset["methods"] == ["sms"]
-    code = sms_code_for(platform, reset["challenge_id"], phone)
+    code = sms_code_for(platform, reset, phone)
     assert "to reset your password" in sms_texts(platform, phone)[0]
-    satisfied = answer(platform, reset["challenge_id"], "sms", code=code)
+    satisfied = answer(platform, reset, "sms", code=code)
     assert satisfied.status_code == 200, satisfied.text
     assert satisfied.json() == {"challenge_id": reset["challenge_id"], "satisfied": True,
                                 "next": f"/v1/password-resets/{reset['challenge_id']}"}
@@ -81,8 +72,8 @@ def test_reset_without_second_factor_takes_the_sms_code_and_ends_every_session(
     problem(httpx.post(f"{platform.mobile}/v1/sessions/refresh",
                        json={"refresh_token": client.refresh_token}), 401, "session_revoked")
     problem(start_login(platform, phone, PASSWORD), 401, "invalid_credentials")
-    session = sms_login(platform, phone, NEW_PASSWORD)
-    mine = me(platform, session["access_token"]).json()
+    session = login_with_sms(platform, phone, NEW_PASSWORD)
+    mine = me(platform, session.token).json()
     assert abs(mine["recently_reset_until"] - (time.time() + DAY_S)) < 120
     signals = httpx.get(f"{platform.admin}/v1/users/{user_id}/signals").json()
     assert signals["recently_reset"] is True
@@ -95,26 +86,24 @@ def test_reset_with_totp_enrolled_needs_the_sms_code_and_the_totp_code(
     assert old_token is not None
     reset = start_reset(platform, customer.phone)
     assert reset["methods"] == ["sms"]  # the account's factors are named after the SMS code
-    code = sms_code_for(platform, reset["challenge_id"], customer.phone)
-    after_sms = problem(answer(platform, reset["challenge_id"], "sms", code=code), 401,
-                        "step_up_required")
+    code = sms_code_for(platform, reset, customer.phone)
+    after_sms = problem(answer(platform, reset, "sms", code=code), 401, "step_up_required")
     assert after_sms["methods"] == ["totp", "recovery_code"]
     problem(set_new_password(platform, reset["challenge_id"]), 401, "reset_incomplete")
 
-    satisfied = answer(platform, reset["challenge_id"], "totp", code=customer.app.code())
+    satisfied = answer(platform, reset, "totp", code=customer.app.code())
     assert satisfied.status_code == 200 and satisfied.json()["satisfied"], satisfied.text
     assert set_new_password(platform, reset["challenge_id"]).status_code == 204
     problem(me(platform, old_token), 401, "session_revoked")
     problem(start_login(platform, customer.phone, PASSWORD), 401, "invalid_credentials")
     # The new password opens a login that still needs all three factors.
-    login = problem(start_login(platform, customer.phone, NEW_PASSWORD), 401,
-                    "step_up_required")
+    login = problem(start_login(platform, customer.phone, NEW_PASSWORD), 401, "step_up_required")
     assert login["methods"] == ["sms", "totp", "recovery_code"]
 
 
 def test_phone_change_sends_the_code_to_the_new_phone(platform: RunningPlatform) -> None:
     client = new_customer(platform, bind_device=False)
-    old_phone, fresh_phone = client.phone, new_phone()
+    old_phone, fresh_phone = client.phone, new_phone_number()
     started = httpx.post(f"{platform.mobile}/v1/me/phone", json={"new_phone": fresh_phone},
                          headers=bearer(client.access_token))
     assert started.status_code == 202, started.text
@@ -130,15 +119,15 @@ def test_phone_change_sends_the_code_to_the_new_phone(platform: RunningPlatform)
                                 "sms_challenge_id": started.json()["sms_challenge_id"]})
 
     # The code proves only the number it was sent to.
-    problem(confirm(new_phone(), code), 401, "sms_code_invalid")
+    problem(confirm(new_phone_number(), code), 401, "sms_code_invalid")
     problem(confirm(fresh_phone, other_code(code)), 401, "sms_code_invalid")
     confirmed = confirm(fresh_phone, code)
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json() == {"user_id": client.user_id, "phone": fresh_phone}
     problem(confirm(fresh_phone, code), 401, "sms_code_expired")  # used once
 
-    session = sms_login(platform, fresh_phone)
-    assert session["user_id"] == client.user_id
+    session = login_with_sms(platform, fresh_phone)
+    assert session.user_id == client.user_id
     problem(start_login(platform, old_phone), 401, "invalid_credentials")
 
 
@@ -151,14 +140,14 @@ def test_phone_change_sends_the_code_to_the_new_phone(platform: RunningPlatform)
 def test_sign_up_refuses_a_weak_password(platform: RunningPlatform, password: str,
                                          code: str) -> None:
     reply = httpx.post(f"{platform.mobile}/v1/users",
-                       json={"phone": new_phone(), "password": password})
+                       json={"phone": new_phone_number(), "password": password})
     problem(reply, 400, code)
     assert password not in reply.text
 
 
 def test_sign_up_refuses_a_password_built_on_the_phone_number(
         platform: RunningPlatform) -> None:
-    phone = new_phone()
+    phone = new_phone_number()
     reply = httpx.post(f"{platform.mobile}/v1/users",
                        json={"phone": phone, "password": f"{phone}ab"})
     problem(reply, 400, "password_too_weak")
@@ -188,8 +177,7 @@ def test_login_rehashes_the_password_when_the_argon2_cost_rose(tmp_path: Path) -
         cheap.env.update(ANFU_ARGON2_MEMORY_KIB="16384", ANFU_ARGON2_TIME_COST="2")
         cheap.restart()
 
-        problem(start_login(cheap, phone, "not the password at all"), 401,
-                "invalid_credentials")
+        problem(start_login(cheap, phone, "not the password at all"), 401, "invalid_credentials")
         assert "$m=8192,t=1,p=1$" in stored_hash(cheap, user_id)  # only a right one rehashes
         problem(start_login(cheap, phone), 401, "step_up_required")
         upgraded = stored_hash(cheap, user_id)

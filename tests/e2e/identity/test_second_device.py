@@ -4,18 +4,11 @@ Device-Key-Proof; the phone's session stays bound to the phone."""
 
 from __future__ import annotations
 
-import hashlib
-
 import httpx
 
 from anfu.crypto.jose import DeviceKey
+from tests.e2e.identity.wire import device_body, problem
 from tests.support import RunningPlatform, new_customer
-
-
-def device_body(key: DeviceKey) -> dict[str, object]:
-    return {"name": "tablet", "public_jwk": dict(key.public.jwk), "app_id": "dev.anfu.wallet",
-            "app_version": "1.0.0", "app_cert_sha256": hashlib.sha256(b"app").hexdigest(),
-            "os": "android 15"}
 
 
 def test_a_bound_phone_registers_a_tablet_key_only_with_its_proof(
@@ -23,16 +16,17 @@ def test_a_bound_phone_registers_a_tablet_key_only_with_its_proof(
     phone = new_customer(platform_urls)
     tablet = DeviceKey.generate("EdDSA")
     url = f"{platform_urls.mobile}/v1/devices"
+    registration = device_body(tablet, name="tablet", key_storage="software")
 
-    unproved = httpx.post(url, json=device_body(tablet),
+    unproved = httpx.post(url, json=registration,
                           headers=phone.auth_headers("POST", "/v1/devices"))
-    assert (unproved.status_code, unproved.json()["code"]) == (401, "dpop_required")
-    by_other_key = httpx.post(url, json=device_body(tablet), headers={
+    problem(unproved, 401, "dpop_required")
+    by_other_key = httpx.post(url, json=registration, headers={
         **phone.auth_headers("POST", "/v1/devices"),
         "Device-Key-Proof": DeviceKey.generate("EdDSA").dpop_proof("POST", url)})
     assert by_other_key.json()["code"] == "dpop_key_mismatch"
 
-    proved = httpx.post(url, json=device_body(tablet), headers={
+    proved = httpx.post(url, json=registration, headers={
         **phone.auth_headers("POST", "/v1/devices"),
         "Device-Key-Proof": tablet.dpop_proof("POST", url)})
     assert proved.status_code == 201, proved.text

@@ -16,30 +16,24 @@ import pytest
 
 from anfu.identity.assurance import DEFAULT_POLICY_PATH
 from anfu.sdk import MerchantClient
-from tests.e2e.identity.phone_wire import (
+from tests.e2e.identity.wire import (
     Json,
     Phone,
     answer,
     audit_events,
-    identity_platform,
     login_with_sim,
     login_with_sms,
     new_bound_phone,
-    refused_with,
+    problem,
     satisfy_step_up,
+    send_sms,
     sign_up,
+    start_identity_platform,
 )
 from tests.softauthn import SoftAuthenticator
 from tests.support import PASSWORD, RunningPlatform, create_merchant
 
 LEVEL_3_MAX_AGE_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = identity_platform(tmp_path_factory.mktemp("sessions"))
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +44,13 @@ def quick_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
     assert "3 = 300 }" in policy
     (home / "auth_policy.toml").write_text(
         policy.replace("3 = 300 }", f"3 = {LEVEL_3_MAX_AGE_S:g} }}"), encoding="utf-8")
-    running = identity_platform(home, ANFU_AUTH_POLICY=str(home / "auth_policy.toml"))
+    running = start_identity_platform(home, ANFU_AUTH_POLICY=str(home / "auth_policy.toml"))
     yield running
     running.stop()
 
 
 def step_up_asked(reply: httpx.Response) -> Json:
-    assert refused_with(reply) == (401, "step_up_required"), reply.text
-    body: Json = reply.json()
+    body = problem(reply, 401, "step_up_required")
     assert reply.headers["WWW-Authenticate"] == (
         'DPoP error="insufficient_user_authentication",'
         f' acr_values="{body["required_acr"]}"')
@@ -96,7 +89,8 @@ def pay(phone: Phone, trade_no: str) -> httpx.Response:
 # --- sessions ---------------------------------------------------------------------------
 def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_session(
         platform: RunningPlatform) -> None:
-    phone = login_with_sms(platform, sign_up(platform))
+    number, _ = sign_up(platform)
+    phone = login_with_sms(platform, number)
     old_refresh = phone.tokens["refresh_token"]
 
     assert phone.refresh().status_code == 201
@@ -104,20 +98,20 @@ def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_session(
     assert phone.call("GET", "/v1/wallet").status_code == 200
 
     reused = httpx.post(phone.url("/v1/sessions/refresh"), json={"refresh_token": old_refresh})
-    assert refused_with(reused) == (401, "refresh_token_reused")
-    assert refused_with(phone.call("GET", "/v1/wallet")) == (401, "session_revoked")
-    assert refused_with(phone.refresh()) == (401, "session_revoked")
+    problem(reused, 401, "refresh_token_reused")
+    problem(phone.call("GET", "/v1/wallet"), 401, "session_revoked")
+    problem(phone.refresh(), 401, "session_revoked")
     events = audit_events(platform, phone.user_id, "identity:session:refresh_reused")
     assert [e["session_id"] for e in events] == [phone.tokens["session_id"]]
 
 
 def test_logout_ends_this_session_only(platform: RunningPlatform) -> None:
-    number = sign_up(platform)
+    number, _ = sign_up(platform)
     leaving, staying = login_with_sms(platform, number), new_bound_phone_of(platform, number)
 
     assert leaving.call("DELETE", "/v1/sessions/current").status_code == 204
-    assert refused_with(leaving.call("GET", "/v1/wallet")) == (401, "session_revoked")
-    assert refused_with(leaving.refresh()) == (401, "session_revoked")
+    problem(leaving.call("GET", "/v1/wallet"), 401, "session_revoked")
+    problem(leaving.refresh(), 401, "session_revoked")
     assert staying.call("GET", "/v1/wallet").status_code == 200
     events = audit_events(platform, leaving.user_id, "identity:session:logout")
     assert [(e["session_id"], e["detail"]["everywhere"]) for e in events] == [
@@ -126,14 +120,15 @@ def test_logout_ends_this_session_only(platform: RunningPlatform) -> None:
 
 def test_logout_everywhere_ends_every_session_of_the_account_only(
         platform: RunningPlatform) -> None:
-    number = sign_up(platform)
+    number, _ = sign_up(platform)
     sessions = [login_with_sms(platform, number), new_bound_phone_of(platform, number),
                 login_with_sim(platform, number)]
-    someone_else = login_with_sms(platform, sign_up(platform))
+    other_number, _ = sign_up(platform)
+    someone_else = login_with_sms(platform, other_number)
 
     assert sessions[1].call("DELETE", "/v1/sessions").status_code == 204
     for phone in sessions:
-        assert refused_with(phone.call("GET", "/v1/wallet")) == (401, "session_revoked")
+        problem(phone.call("GET", "/v1/wallet"), 401, "session_revoked")
     assert someone_else.call("GET", "/v1/wallet").status_code == 200
     events = audit_events(platform, sessions[0].user_id, "identity:session:logout")
     assert [(e["session_id"], e["detail"]["everywhere"]) for e in events] == [
@@ -142,7 +137,7 @@ def test_logout_everywhere_ends_every_session_of_the_account_only(
 
 def test_the_session_list_shows_live_sessions_and_marks_this_one(
         platform: RunningPlatform) -> None:
-    number = sign_up(platform)
+    number, _ = sign_up(platform)
     plain, bound = login_with_sms(platform, number), new_bound_phone_of(platform, number)
     ended = login_with_sim(platform, number)
     assert ended.call("DELETE", "/v1/sessions/current").status_code == 204
@@ -158,7 +153,8 @@ def test_the_session_list_shows_live_sessions_and_marks_this_one(
 # --- step-up: level 1 and 2 -------------------------------------------------------------
 def test_a_sim_session_reads_the_wallet_and_steps_up_with_the_password_to_top_up(
         platform: RunningPlatform) -> None:
-    phone = login_with_sim(platform, sign_up(platform))
+    number, _ = sign_up(platform)
+    phone = login_with_sim(platform, number)
     assert (phone.tokens["acr"], phone.tokens["amr"]) == (1, ["sim"])
     assert phone.call("GET", "/v1/wallet").status_code == 200  # level 1
 
@@ -170,15 +166,13 @@ def test_a_sim_session_reads_the_wallet_and_steps_up_with_the_password_to_top_up
                                       "proved", "methods")} == {
         "kind": "step_up", "operation": "topup.create", "required_acr": 2, "current_acr": 1,
         "proved": ["sim"], "methods": ["password"]}  # the SIM already proves possession
-    wrong = answer(platform, challenge, {"method": "password", "password": "not it at all"})
-    assert refused_with(wrong) == (401, "invalid_credentials")
+    wrong = answer(platform, challenge, "password", password="not it at all")
+    problem(wrong, 401, "invalid_credentials")
 
-    stepped = answer(platform, challenge, {"method": "password", "password": PASSWORD})
+    stepped = answer(platform, challenge, "password", password=PASSWORD)
     assert stepped.status_code == 200, stepped.text
     assert (stepped.json()["acr"], stepped.json()["amr"]) == (2, ["pwd", "sim"])
-    assert refused_with(answer(platform, challenge, {"method": "password",
-                                                     "password": PASSWORD})
-                        ) == (401, "challenge_expired")
+    problem(answer(platform, challenge, "password", password=PASSWORD), 401, "challenge_expired")
     retried = phone.call("POST", "/v1/topups", body,
                          headers={**phone.auth("POST", "/v1/topups"), **key})
     assert retried.status_code == 201, retried.text
@@ -207,7 +201,7 @@ def test_raising_the_high_value_limit_needs_level_3_itself(platform: RunningPlat
     challenge = step_up_asked(phone.call("PUT", "/v1/me/limits", limits))
     assert (challenge["operation"], challenge["required_acr"]) == ("limits.change", 3)
     assert challenge["methods"] == ["device"]
-    stepped = answer(platform, challenge, phone.signed(challenge))
+    stepped = answer(platform, challenge, "device", **phone.signed(challenge))
     assert (stepped.status_code, stepped.json()["acr"]) == (200, 3), stepped.text
     changed = phone.call("PUT", "/v1/me/limits", limits)
     assert changed.status_code == 200, changed.text
@@ -229,8 +223,7 @@ def test_a_software_key_cannot_reach_level_3_without_a_passkey(
     # Nothing this customer holds reaches level 3: no challenge nobody could answer, but a
     # refusal that says what would help.
     refused = phone.call("POST", "/v1/withdrawals", withdrawal, money=True)
-    body = refused.json()
-    assert (refused.status_code, body["code"]) == (403, "stronger_factor_required"), body
+    body = problem(refused, 403, "stronger_factor_required")
     assert (body["required_acr"], body["current_acr"]) == (3, 2)
     assert "passkey" in body["detail"]
 
@@ -245,7 +238,7 @@ def test_a_software_key_cannot_reach_level_3_without_a_passkey(
     challenge = step_up_asked(phone.call("POST", "/v1/withdrawals", withdrawal, money=True))
     assert challenge["methods"] == ["passkey"]
     assertion = authenticator.get(challenge["passkey_options"], origin)
-    stepped = answer(platform, challenge, {"method": "passkey", "credential": assertion})
+    stepped = answer(platform, challenge, "passkey", credential=assertion)
     assert (stepped.status_code, stepped.json()["acr"]) == (200, 3), stepped.text
     paid_out = phone.call("POST", "/v1/withdrawals", withdrawal, money=True)
     assert paid_out.status_code == 201, paid_out.text
@@ -291,14 +284,12 @@ def test_the_sms_for_a_payment_step_up_names_amount_and_payee(
 
     challenge = step_up_asked(pay(phone, trade_no))
     assert "sms" in challenge["methods"], challenge
-    sent = httpx.post(phone.url(f"/v1/auth/challenges/{challenge['challenge_id']}/sms"),
-                      json={})
+    sent = send_sms(platform, challenge)
     assert sent.status_code == 202, sent.text
     text = platform.sms_messages(phone.number)[0]["text"]
     assert re.search(r"\bto pay ¥600\.00 to Lotus Tea House\b", text), text
 
-    by_sms = answer(platform, challenge, {"method": "sms",
-                                          "code": platform.sms_code(phone.number)})
+    by_sms = answer(platform, challenge, "sms", code=platform.sms_code(phone.number))
     satisfied = satisfy_step_up(phone, step_up_asked(by_sms))
     assert satisfied["acr"] == 3 and "sms" in satisfied["amr"]
     assert pay(phone, trade_no).status_code == 200

@@ -7,7 +7,7 @@ client address (429 with Retry-After)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.identity.wire import (
     PAST_QUICK_CHECK_S,
+    TotpCustomer,
     answer,
     audit_events,
     login_challenge,
@@ -26,7 +27,6 @@ from tests.e2e.identity.wire import (
     send_sms,
     sign_up,
     sms_code_for,
-    start_identity_platform,
     start_login,
     totp_customer,
     unlock,
@@ -34,13 +34,6 @@ from tests.e2e.identity.wire import (
 from tests.support import PASSWORD, RunningPlatform, start_platform
 
 LOCKED = "identity:account:locked"
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = start_identity_platform(tmp_path_factory.mktemp("identity-throttling"))
-    yield running
-    running.stop()
 
 
 def at_once(attempt: Callable[[], httpx.Response], times: int = 2) -> list[httpx.Response]:
@@ -89,50 +82,42 @@ def test_quick_wrong_sms_codes_lock_and_the_right_one_is_refused(
         platform: RunningPlatform) -> None:
     phone, user_id = sign_up(platform)
     challenge = login_challenge(platform, phone)
-    code = sms_code_for(platform, challenge["challenge_id"], phone)
-    for reply in at_once(lambda: answer(platform, challenge["challenge_id"], "sms",
-                                        code=other_code(code))):
+    code = sms_code_for(platform, challenge, phone)
+    for reply in at_once(lambda: answer(platform, challenge, "sms", code=other_code(code))):
         problem(reply, 401, "sms_code_invalid")
-    problem(answer(platform, challenge["challenge_id"], "sms", code=code), 401,
-            "sms_code_invalid")
+    problem(answer(platform, challenge, "sms", code=code), 401, "sms_code_invalid")
     first_lock(platform, user_id, "sms")
 
     unlock(platform, user_id)
-    tokens = answer(platform, challenge["challenge_id"], "sms", code=code)
+    tokens = answer(platform, challenge, "sms", code=code)
     assert tokens.status_code == 201, tokens.text  # the refusal while locked spent no try
 
 
-def test_quick_wrong_totp_codes_lock_and_the_right_one_gets_the_same_answer(
-        platform: RunningPlatform) -> None:
+# A customer with an authenticator app answers the login's last step with its code or with a
+# recovery code: the refusal of each, a wrong code and the right one.
+SecondFactor = tuple[str, Callable[[TotpCustomer], str], Callable[[TotpCustomer], str]]
+SECOND_FACTORS: dict[str, SecondFactor] = {
+    "totp": ("totp_invalid", lambda c: c.app.wrong_code(), lambda c: c.app.code()),
+    "recovery_code": ("recovery_code_invalid", lambda c: "0000-0000-0000-0000",
+                      lambda c: c.recovery_codes[0]),
+}
+
+
+@pytest.mark.parametrize("method", list(SECOND_FACTORS))
+def test_quick_wrong_second_factor_codes_lock_and_the_right_one_gets_the_same_answer(
+        platform: RunningPlatform, method: str) -> None:
+    refusal, wrong_code, right_code = SECOND_FACTORS[method]
     customer = totp_customer(platform)
     challenge = login_to_second_factor(platform, customer.phone)
-    wrong = [problem(r, 401, "totp_invalid") for r in at_once(
-        lambda: answer(platform, challenge["challenge_id"], "totp",
-                       code=customer.app.wrong_code()))]
-    code = customer.app.code()
-    while_locked = answer(platform, challenge["challenge_id"], "totp", code=code)
-    assert problem(while_locked, 401, "totp_invalid") == wrong[0]
-    first_lock(platform, customer.user_id, "totp")
-
-    unlock(platform, customer.user_id)
-    tokens = answer(platform, challenge["challenge_id"], "totp", code=code)
-    assert tokens.status_code == 201, tokens.text
-
-
-def test_quick_wrong_recovery_codes_lock_and_the_right_one_gets_the_same_answer(
-        platform: RunningPlatform) -> None:
-    customer = totp_customer(platform)
-    challenge = login_to_second_factor(platform, customer.phone)
-    wrong = [problem(r, 401, "recovery_code_invalid") for r in at_once(
-        lambda: answer(platform, challenge["challenge_id"], "recovery_code",
-                       code="0000-0000-0000-0000"))]
-    right = customer.recovery_codes[0]
-    while_locked = answer(platform, challenge["challenge_id"], "recovery_code", code=right)
-    assert problem(while_locked, 401, "recovery_code_invalid") == wrong[0]
+    wrong = [problem(r, 401, refusal) for r in at_once(
+        lambda: answer(platform, challenge, method, code=wrong_code(customer)))]
+    right = right_code(customer)
+    while_locked = answer(platform, challenge, method, code=right)
+    assert problem(while_locked, 401, refusal) == wrong[0]
     first_lock(platform, customer.user_id, "totp")  # recovery codes share the TOTP lock
 
     unlock(platform, customer.user_id)
-    tokens = answer(platform, challenge["challenge_id"], "recovery_code", code=right)
+    tokens = answer(platform, challenge, method, code=right)
     assert tokens.status_code == 201, tokens.text
 
 
@@ -150,17 +135,17 @@ def test_sms_codes_are_limited_per_phone_and_per_client_address(tmp_path: Path) 
     try:
         first_phone, _ = sign_up(limited)
         challenge = login_challenge(limited, first_phone)
-        assert send_sms(limited, challenge["challenge_id"]).status_code == 202
-        send_limited(send_sms(limited, challenge["challenge_id"]))  # the same phone again
+        assert send_sms(limited, challenge).status_code == 202
+        send_limited(send_sms(limited, challenge))  # the same phone again
         assert len(limited.sms_messages(first_phone)) == 1
 
         second_phone, _ = sign_up(limited)
         challenge = login_challenge(limited, second_phone)
-        assert send_sms(limited, challenge["challenge_id"]).status_code == 202
+        assert send_sms(limited, challenge).status_code == 202
 
         third_phone, _ = sign_up(limited)  # never got a code: the address is the limit
         challenge = login_challenge(limited, third_phone)
-        send_limited(send_sms(limited, challenge["challenge_id"]))
+        send_limited(send_sms(limited, challenge))
         assert limited.sms_messages(third_phone) == []
     finally:
         limited.stop()

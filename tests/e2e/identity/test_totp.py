@@ -7,10 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
-
-import pytest
 
 from tests.e2e.identity.wire import (
     AuthenticatorApp,
@@ -22,19 +19,11 @@ from tests.e2e.identity.wire import (
     me,
     problem,
     sms_code_for,
-    start_identity_platform,
     totp_customer,
 )
 from tests.support import RunningPlatform, new_customer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = start_identity_platform(tmp_path_factory.mktemp("identity-totp"))
-    yield running
-    running.stop()
 
 
 def test_enrolment_gives_the_secret_as_uri_png_and_svg(platform: RunningPlatform) -> None:
@@ -80,17 +69,15 @@ def test_login_with_totp_enrolled_needs_password_sms_and_totp(
     customer = totp_customer(platform)
     challenge = login_challenge(platform, customer.phone)
     assert challenge["methods"] == ["sms", "totp", "recovery_code"]
-    code = sms_code_for(platform, challenge["challenge_id"], customer.phone)
+    code = sms_code_for(platform, challenge, customer.phone)
 
-    after_sms = problem(answer(platform, challenge["challenge_id"], "sms", code=code), 401,
-                        "step_up_required")
+    after_sms = problem(answer(platform, challenge, "sms", code=code), 401, "step_up_required")
     assert after_sms["proved"] == ["pwd", "sms"]
     assert after_sms["methods"] == ["totp", "recovery_code"]
     # The SMS code was taken: it does not count twice.
-    problem(answer(platform, challenge["challenge_id"], "sms", code=code), 401,
-            "sms_code_expired")
+    problem(answer(platform, challenge, "sms", code=code), 401, "sms_code_expired")
 
-    tokens = answer(platform, challenge["challenge_id"], "totp", code=customer.app.code())
+    tokens = answer(platform, challenge, "totp", code=customer.app.code())
     assert tokens.status_code == 201, tokens.text
     assert (tokens.json()["acr"], tokens.json()["amr"]) == (2, ["otp", "pwd", "sms"])
 
@@ -98,7 +85,7 @@ def test_login_with_totp_enrolled_needs_password_sms_and_totp(
 def test_password_and_totp_without_sms_do_not_log_in(platform: RunningPlatform) -> None:
     customer = totp_customer(platform)
     challenge = login_challenge(platform, customer.phone)
-    after_totp = problem(answer(platform, challenge["challenge_id"], "totp",
+    after_totp = problem(answer(platform, challenge, "totp",
                                 code=customer.app.code()), 401, "step_up_required")
     assert (after_totp["proved"], after_totp["methods"]) == (["otp", "pwd"], ["sms"])
 
@@ -107,17 +94,17 @@ def test_a_totp_code_is_accepted_once(platform: RunningPlatform) -> None:
     customer = totp_customer(platform)
     first = login_to_second_factor(platform, customer.phone)
     code = customer.app.code()
-    assert answer(platform, first["challenge_id"], "totp", code=code).status_code == 201
+    assert answer(platform, first, "totp", code=code).status_code == 201
     second = login_to_second_factor(platform, customer.phone)
-    problem(answer(platform, second["challenge_id"], "totp", code=code), 401, "totp_reused")
+    problem(answer(platform, second, "totp", code=code), 401, "totp_reused")
 
 
 def test_a_wrong_totp_code_is_refused(platform: RunningPlatform) -> None:
     customer = totp_customer(platform)
     challenge = login_to_second_factor(platform, customer.phone)
-    problem(answer(platform, challenge["challenge_id"], "totp",
+    problem(answer(platform, challenge, "totp",
                    code=customer.app.wrong_code()), 401, "totp_invalid")
-    right = answer(platform, challenge["challenge_id"], "totp", code=customer.app.code())
+    right = answer(platform, challenge, "totp", code=customer.app.code())
     assert right.status_code == 201, right.text
 
 
@@ -125,15 +112,15 @@ def test_a_recovery_code_replaces_the_totp_code_once(platform: RunningPlatform) 
     customer = totp_customer(platform)
     recovery = customer.recovery_codes[3]
     first = login_to_second_factor(platform, customer.phone)
-    tokens = answer(platform, first["challenge_id"], "recovery_code", code=recovery)
+    tokens = answer(platform, first, "recovery_code", code=recovery)
     assert tokens.status_code == 201, tokens.text
     session = tokens.json()
     assert (session["acr"], session["amr"]) == (2, ["pwd", "rec", "sms"])
     assert me(platform, session["access_token"]).json()["factors"]["recovery_codes_left"] == 9
 
     second = login_to_second_factor(platform, customer.phone)
-    problem(answer(platform, second["challenge_id"], "recovery_code", code=recovery), 401,
+    problem(answer(platform, second, "recovery_code", code=recovery), 401,
             "recovery_code_invalid")  # spent codes are forgotten: "invalid", not "reused"
-    other = answer(platform, second["challenge_id"], "recovery_code",
+    other = answer(platform, second, "recovery_code",
                    code=customer.recovery_codes[4].upper())  # as typed from paper
     assert other.status_code == 201, other.text
