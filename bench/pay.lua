@@ -2,7 +2,9 @@
 --
 --   wrk -t2 -c64 -d10s --latency -s bench/pay.lua http://127.0.0.1:PORT -- LINES_FILE THREADS
 --
--- LINES_FILE holds "<access token> <trade_no>" lines. Thread k of THREADS takes lines
+-- LINES_FILE holds "<scheme> <access token> <trade_no> <DPoP proof or ->" lines (scheme
+-- Bearer or DPoP; a DPoP line's proof is used once, for that one request, as a phone would
+-- sign a fresh one for every request). Thread k of THREADS takes lines
 -- k, k+THREADS, ... and builds each request once, up front. A thread that runs out of
 -- trades stops (it never pays a trade twice) and reports itself as exhausted; the figures
 -- are then a lower bound, and run.py says so. done() prints one BENCH-JSON line.
@@ -22,11 +24,16 @@ function init(args)
    local i = 0
    for line in io.lines(path) do
       if i % count == id then
-         local token, trade_no = line:match("^(%S+) (%S+)$")
-         requests[#requests + 1] = wrk.format("POST", "/v1/trades/" .. trade_no .. "/pay", {
-            ["Authorization"] = "Bearer " .. token,
+         local scheme, token, trade_no, proof = line:match("^(%S+) (%S+) (%S+) (%S+)$")
+         local headers = {
+            ["Authorization"] = scheme .. " " .. token,
             ["Idempotency-Key"] = "bench-pay-" .. trade_no,
-         }, "")
+         }
+         if proof ~= "-" then
+            headers["DPoP"] = proof
+         end
+         requests[#requests + 1] = wrk.format("POST", "/v1/trades/" .. trade_no .. "/pay",
+                                              headers, "")
       end
       i = i + 1
    end

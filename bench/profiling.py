@@ -35,6 +35,8 @@ AREAS: list[tuple[str, str]] = [
     ("threads, queues and futures", "threading.py"),
     ("threads, queues and futures", "queue.py"),
     ("Prometheus metrics", "prometheus_client"),
+    ("Argon2id password hashing (argon2-cffi)", "argon2/"),
+    ("signatures and hashes (cryptography, hmac)", "cryptography/"),
     ("orjson / json", "json"),
     ("anfu's own code", "anfu/"),
 ]
@@ -53,10 +55,11 @@ RATE = 200  # samples per second
 
 def record(pid: int, seconds: int, out: Path, *, fmt: str = "flamegraph",
            gil: bool = False) -> str:
-    """py-spy record of ``pid`` for ``seconds``; returns py-spy's closing line. With
-    ``gil``, only the thread holding the GIL is sampled: where the CPU of Python goes."""
+    """py-spy record of ``pid`` and its child processes (the platform's forked HTTP
+    workers) for ``seconds``; returns py-spy's closing line. With ``gil``, only the thread
+    holding the GIL is sampled: where the CPU of Python goes."""
     args = ["py-spy", "record", "--pid", str(pid), "-d", str(seconds), "--threads",
-            "--nonblocking", "-r", str(RATE), "-f", fmt, "-o", str(out),
+            "--subprocesses", "--nonblocking", "-r", str(RATE), "-f", fmt, "-o", str(out),
             *(["--gil"] if gil else [])]
     done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60,
                           check=False)
@@ -142,6 +145,8 @@ _THREADS = {"MainThread": "MainThread: event loop (HTTP, routing, handlers)",
 
 def _thread_name(thread: str) -> str:
     name = thread.partition("): ")[2] or thread
+    if name.startswith("anfu-argon2"):
+        return "anfu-argon2 threads: the password hashing pool"
     return _THREADS.get(name, name)
 
 
@@ -150,7 +155,8 @@ def render(summary: dict[str, Any], title: str) -> str:
            " waiting, left out); shares are of the busy samples"]
     if summary.get("gil_held_pct") is not None:
         out.append(f"the GIL was held {summary['gil_held_pct']}% of the time (samples /"
-                   " rate x duration; near 100% = bound by one core of Python)")
+                   " rate x duration, summed over the platform's processes, each with its"
+                   " own GIL; 100% per process = bound by one core of Python)")
     for title, key in (("by thread", "threads"), ("by area (innermost frame)", "areas"),
                        ("anfu frames, inclusive", "anfu_inclusive"),
                        ("innermost frames (self)", "self")):

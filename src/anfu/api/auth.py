@@ -133,14 +133,15 @@ class Authenticator:
 
     async def require(self, ctx: AuthContext, operation: str, *,
                       amount: Money | None = None, payee: str | None = None,
-                      first_time_payee: bool = False, level: int = 0) -> None:
+                      first_time_payee: bool = False, level: int = 0,
+                      user_limits: dict[str, int] | None = None) -> None:
         """Return if the session is strong enough for ``operation`` (and at least ``level``);
         raise StepUpRequired (after recording a challenge the client can answer) otherwise."""
         platform = self._platform
         policy = platform.policy
         now = platform.clock()
-        limits: dict[str, int] = {}
-        if amount is not None:
+        limits = user_limits
+        if amount is not None and limits is None:
             limits = platform.read(lambda conn: SqlFactorStore(conn).account_extras(
                 ctx.user_id))["high_value_limits"]
         needed = max(level, policy.required(operation, amount=amount,

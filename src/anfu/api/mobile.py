@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from sqlalchemy import text
 from starlette.responses import Response
@@ -28,7 +29,8 @@ from anfu.api.identity_kit import IdentityKit, mask_phone
 from anfu.api.schemas import MoneyMove, NewUser, P2PTransfer, PasskeyLogin
 from anfu.bootstrap import Platform
 from anfu.db.ledger_store import balances_of, statement
-from anfu.db.uow import SqlTradeStore, SqlUnitOfWork, new_id
+from anfu.db.raw import Raw
+from anfu.db.uow import SqlTradeStore, SqlUnitOfWork, new_id, trade_from_row
 from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
 from anfu.errors import InvalidRequest, NotFound, UpstreamFailed
@@ -36,7 +38,6 @@ from anfu.identity import service as identity
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.money import Money
 from anfu.trades import service as trades
-from anfu.trades.model import Trade
 from anfu.wallet import service as wallet
 
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
@@ -197,22 +198,17 @@ def create_app(platform: Platform) -> FastAPI:
         key = check_idempotency_key(key, required=False)
         user_id = c.user_id
 
-        def trade_facts(conn: Any) -> tuple[Trade, str, bool] | None:
-            trade = SqlTradeStore(conn).get(trade_no)
-            if trade is None:
-                return None
-            merchant = conn.execute(text("SELECT name FROM merchants WHERE merchant_id = :m"),
-                                    {"m": trade.merchant_id}).scalar() or trade.merchant_id
-            return trade, str(merchant), paid_before(
-                conn, "SELECT 1 FROM trades WHERE buyer_id = :u AND merchant_id = :p AND"
-                " paid_at IS NOT NULL LIMIT 1", user_id, trade.merchant_id)
-
-        facts = platform.read(trade_facts)
+        facts = platform.read(lambda conn: Raw(conn).row(_TRADE_FACTS,
+                                                         {"t": trade_no, "u": user_id}))
         if facts is None:
             raise NotFound(f"no trade {trade_no}", code="trade_not_found")
-        trade, merchant_name, paid = facts
+        merchant_name = facts.pop("merchant_name")
+        limits = facts.pop("buyer_limits")
+        paid = bool(facts.pop("paid_before"))
+        trade = trade_from_row(facts)
         await authenticator.require(c, operation, amount=Money(trade.amount, trade.currency),
-                                    payee=merchant_name, first_time_payee=not paid)
+                                    payee=merchant_name, first_time_payee=not paid,
+                                    user_limits=orjson.loads(limits) if limits else {})
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
             return 200, action(uow, trade_no=trade_no, buyer_id=user_id).public()
@@ -240,6 +236,16 @@ def create_app(platform: Platform) -> FastAPI:
     if platform.settings.env != "production" and isinstance(platform.carrier, SandboxCarrier):
         add_sandbox_carrier(app, platform.carrier)
     return app
+
+
+# What deciding a payment's assurance level needs, in one round trip on the hot path: the
+# trade, the payee's name, the buyer's own limits, and whether the buyer paid them before.
+_TRADE_FACTS = (
+    "SELECT t.*, m.name AS merchant_name, u.high_value_limits AS buyer_limits,"
+    " EXISTS (SELECT 1 FROM trades p WHERE p.buyer_id = :u AND p.merchant_id = t.merchant_id"
+    " AND p.paid_at IS NOT NULL) AS paid_before"
+    " FROM trades t JOIN merchants m ON m.merchant_id = t.merchant_id"
+    " LEFT JOIN users u ON u.user_id = :u WHERE t.trade_no = :t")
 
 
 def paid_before(conn: Any, sql: str, user_id: str, payee_id: str) -> bool:

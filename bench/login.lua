@@ -1,0 +1,65 @@
+-- wrk script: the password step of a login, POST /v1/sessions, over and over.
+--
+--   wrk -t2 -c50 -d10s --latency -s bench/login.lua http://127.0.0.1:PORT -- LINES_FILE THREADS PASSWORD
+--
+-- LINES_FILE holds "<phone> <device_id>" lines, one per customer; requests go round-robin
+-- over them with the right password. The answer the platform must give is 401
+-- step_up_required (the password is right; the device must now sign the challenge), after
+-- one Argon2id verify. response() counts those answers as "expected" and anything else as
+-- "unexpected" (wrk itself counts every 401 as a status error). done() prints one
+-- BENCH-JSON line.
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+   thread:set("id", next_id)
+   next_id = next_id + 1
+   table.insert(threads, thread)
+end
+
+function init(args)
+   local path, count, password = args[1], tonumber(args[2]), args[3]
+   requests, pos, expected, unexpected = {}, 0, 0, 0
+   local i = 0
+   for line in io.lines(path) do
+      if i % count == id then
+         local phone, device_id = line:match("^(%S+) (%S+)$")
+         local body = string.format('{"phone":"%s","password":"%s","device_id":"%s"}',
+                                    phone, password, device_id)
+         requests[#requests + 1] = wrk.format("POST", "/v1/sessions",
+                                              {["Content-Type"] = "application/json"}, body)
+      end
+      i = i + 1
+   end
+end
+
+function request()
+   pos = pos % #requests + 1
+   return requests[pos]
+end
+
+function response(status, _headers, body)
+   if status == 401 and body and body:find('"step_up_required"', 1, true) then
+      expected = expected + 1
+   else
+      unexpected = unexpected + 1
+   end
+end
+
+function done(summary, latency, _requests)
+   local ok, bad = 0, 0
+   for _, thread in ipairs(threads) do
+      ok = ok + thread:get("expected")
+      bad = bad + thread:get("unexpected")
+   end
+   local e = summary.errors
+   io.write(string.format(
+      'BENCH-JSON {"requests": %d, "duration_us": %d, "bytes": %d, "status_errors": %d,'
+      .. ' "connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d,'
+      .. ' "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f,'
+      .. ' "exhausted_threads": 0, "prepared": 0, "expected": %d, "unexpected": %d}\n',
+      summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
+      e.write, e.timeout, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency.max, latency.mean, ok, bad))
+end

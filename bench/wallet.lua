@@ -1,0 +1,64 @@
+-- wrk script: GET /v1/wallet, every request with its own prepared authorization.
+--
+--   wrk -t2 -c64 -d10s --latency -s bench/wallet.lua http://127.0.0.1:PORT -- LINES_FILE THREADS
+--
+-- LINES_FILE holds "<scheme> <access token> <DPoP proof or ->" lines; each line is sent
+-- once (a DPoP proof's jti may be used only once). Thread k of THREADS takes lines k,
+-- k+THREADS, ... and builds each request up front, exactly as pay.lua does, so the Bearer
+-- and the DPoP runs cost wrk the same. A thread that runs out stops and reports itself as
+-- exhausted (the figure is then a lower bound). done() prints one BENCH-JSON line.
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+   thread:set("id", next_id)
+   next_id = next_id + 1
+   table.insert(threads, thread)
+end
+
+function init(args)
+   local path, count = args[1], tonumber(args[2])
+   requests, pos, exhausted = {}, 0, 0
+   local i = 0
+   for line in io.lines(path) do
+      if i % count == id then
+         local scheme, token, proof = line:match("^(%S+) (%S+) (%S+)$")
+         local headers = {["Authorization"] = scheme .. " " .. token}
+         if proof ~= "-" then
+            headers["DPoP"] = proof
+         end
+         requests[#requests + 1] = wrk.format("GET", "/v1/wallet", headers)
+      end
+      i = i + 1
+   end
+   prepared = #requests
+end
+
+function request()
+   pos = pos + 1
+   local req = requests[pos]
+   if req == nil then
+      exhausted = 1
+      wrk.thread:stop()
+      return wrk.format("GET", "/healthz")
+   end
+   return req
+end
+
+function done(summary, latency, _requests)
+   local exhausted_threads, prepared_total = 0, 0
+   for _, thread in ipairs(threads) do
+      exhausted_threads = exhausted_threads + thread:get("exhausted")
+      prepared_total = prepared_total + thread:get("prepared")
+   end
+   local e = summary.errors
+   io.write(string.format(
+      'BENCH-JSON {"requests": %d, "duration_us": %d, "bytes": %d, "status_errors": %d,'
+      .. ' "connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d,'
+      .. ' "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f,'
+      .. ' "exhausted_threads": %d, "prepared": %d}\n',
+      summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
+      e.write, e.timeout, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency.max, latency.mean, exhausted_threads, prepared_total))
+end
