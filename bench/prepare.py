@@ -252,32 +252,6 @@ def _trades(platform: Platform, merchant_id: str, count: int, first: int = 0) ->
     return numbers
 
 
-def _trades(platform: Platform, merchant_id: str, count: int, first: int = 0) -> list[str]:
-    """``count`` escrow trades made by ``trades.create_trade`` (the real use case: checks,
-    trade number, expiry, pay-timeout timer), stored with bulk inserts."""
-    terms = trades.MerchantTerms(merchant_id=merchant_id, fee_bps=60, notify_url=None)
-    numbers: list[str] = []
-    chunk = 5000
-    for start in range(first, first + count, chunk):
-        stores = _CollectingStores(platform.clock())
-        for i in range(start, min(first + count, start + chunk)):
-            request = trades.TradeRequest(
-                out_trade_no=f"bench-{i}", amount=TRADE_AMOUNT, currency=CURRENCY,
-                subject=f"bench order {i}", mode=TradeMode.ESCROW, notify_url=None,
-                pay_expire_s=MAX_PAY_TIMEOUT_S - 60, request_hash="x")
-            trade, _created = trades.create_trade(
-                stores, merchant=terms, request=request,  # type: ignore[arg-type]
-                timers=TIMERS, max_amount=10**12)
-            numbers.append(trade.trade_no)
-
-        def store(conn: Connection, stores: _CollectingStores = stores) -> None:
-            conn.execute(insert(trade_table), stores.trade_rows)
-            conn.execute(insert(job_table), stores.job_rows)
-
-        platform.writer.run(store, timeout=600)
-    return numbers
-
-
 def prepare(*, home: Path, database_url: str, trades_count: int, settings: Settings,
             log: Callable[[str], None] = print) -> Prepared:
     """Migrate and fill the database at ``database_url`` (``settings`` must name the same
