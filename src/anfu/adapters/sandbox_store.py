@@ -15,6 +15,7 @@ no file, fast enough for unit tests.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sqlite3
 import threading
@@ -97,12 +98,19 @@ class SandboxStore:
         # only the platform's user may read it. SQLite gives its -wal and -shm files the
         # main file's permissions.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = self._connect(path)
+        # Switching to WAL takes the file exclusively and SQLite does not wait for that
+        # (no busy handler), so instances creating the file at once take turns on a lock.
+        lock = os.open(path.with_name(path.name + ".init-lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")  # persists in the file
-            conn.executescript(self._schema)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            conn = self._connect(path)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")  # persists in the file
+                conn.executescript(self._schema)
+            finally:
+                conn.close()
         finally:
-            conn.close()
+            os.close(lock)  # closing releases the lock
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
