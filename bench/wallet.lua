@@ -8,6 +8,8 @@
 -- and the DPoP runs cost wrk the same. A thread that runs out stops and reports itself as
 -- exhausted (the figure is then a lower bound). done() prints one BENCH-JSON line.
 
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")
+
 local threads = {}
 local next_id = 0
 
@@ -47,18 +49,5 @@ function request()
 end
 
 function done(summary, latency, _requests)
-   local exhausted_threads, prepared_total = 0, 0
-   for _, thread in ipairs(threads) do
-      exhausted_threads = exhausted_threads + thread:get("exhausted")
-      prepared_total = prepared_total + thread:get("prepared")
-   end
-   local e = summary.errors
-   io.write(string.format(
-      'BENCH-JSON {"requests": %d, "duration_us": %d, "bytes": %d, "status_errors": %d,'
-      .. ' "connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d,'
-      .. ' "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f,'
-      .. ' "exhausted_threads": %d, "prepared": %d}\n',
-      summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
-      e.write, e.timeout, latency:percentile(50), latency:percentile(90),
-      latency:percentile(99), latency.max, latency.mean, exhausted_threads, prepared_total))
+   bench_json(summary, latency, prepared_json(threads))
 end

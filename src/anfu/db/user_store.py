@@ -38,10 +38,6 @@ class SqlUserStore:
     def set_phone(self, user_id: str, phone: str) -> None:
         self._conn.execute(update(users).where(users.c.user_id == user_id).values(phone=phone))
 
-    def insert_session(self, session_id: str, user_id: str, now: float) -> None:
-        self._conn.execute(insert(sessions).values(session_id=session_id, user_id=user_id,
-                                                   created_at=now))
-
     def session_revoked(self, session_id: str) -> bool:
         row = self._conn.execute(select(sessions.c.revoked_at).where(
             sessions.c.session_id == session_id)).first()

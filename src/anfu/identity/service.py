@@ -1,7 +1,7 @@
-"""Customer sign-up and sessions. Access tokens are short-lived HMAC tokens checked without a
-database read; refresh tokens are stored hashed, rotate at every use, and a reused old one
-revokes its whole session (stolen-token detection). Password hashing (Argon2id) is slow on
-purpose, so callers run it outside the writer, in a bounded worker pool."""
+"""Customer sign-up and refresh tokens. Refresh tokens are stored hashed, rotate at every
+use, and a reused old one revokes its whole session (stolen-token detection). Sessions are
+opened by the identity routes once a login challenge is satisfied (``api/identity_kit``);
+what they proved is in ``identity/assurance``."""
 
 from __future__ import annotations
 
@@ -40,8 +40,6 @@ class UserStore(Protocol):
 
     def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
-    def insert_session(self, session_id: str, user_id: str, now: float) -> None: ...
-
     def session_revoked(self, session_id: str) -> bool: ...
 
     def revoke_session(self, session_id: str, reason: str, now: float) -> None: ...
@@ -70,15 +68,6 @@ class IssuedSession:
     session_id: str
     user_id: str
     refresh_token: str
-
-
-def open_session(store: UserStore, *, user_id: str, session_id: str, now: float,
-                 refresh_ttl_s: int) -> IssuedSession:
-    store.insert_session(session_id, user_id, now)
-    refresh = random_token()
-    store.insert_refresh(sha256_hex(refresh.encode()), user_id, session_id,
-                         now + refresh_ttl_s, now)
-    return IssuedSession(session_id, user_id, refresh)
 
 
 def rotate_refresh(store: UserStore, *, refresh_token: str, now: float,
