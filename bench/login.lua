@@ -11,15 +11,6 @@
 
 dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")
 
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-   thread:set("id", next_id)
-   next_id = next_id + 1
-   table.insert(threads, thread)
-end
-
 function init(args)
    local path, count, password = args[1], tonumber(args[2]), args[3]
    requests, pos, expected, unexpected = {}, 0, 0, 0

@@ -1,6 +1,28 @@
--- The one BENCH-JSON line every wrk script prints from done(): wrk's own figures plus the
--- script's extra fields (a JSON fragment such as '"expected": 3'). Loaded by each script
--- from its own folder, so wrk may be started from anywhere.
+-- What the wrk scripts share, loaded by each from its own folder (so wrk may be started
+-- from anywhere): numbering the threads, handing out prepared requests, and the one
+-- BENCH-JSON line every script prints from done().
+
+threads = {}
+local next_id = 0
+
+function setup(thread)
+   thread:set("id", next_id)
+   next_id = next_id + 1
+   table.insert(threads, thread)
+end
+
+-- request() of a script whose init() built ``requests``: each once, in order; a thread
+-- that runs out stops and says so (the run's figure is then a lower bound).
+function prepared_request()
+   pos = pos + 1
+   local req = requests[pos]
+   if req == nil then
+      exhausted = 1
+      wrk.thread:stop()
+      return wrk.format("GET", "/healthz")
+   end
+   return req
+end
 
 function bench_json(summary, latency, extra)
    local e = summary.errors

@@ -10,15 +10,6 @@
 
 dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")
 
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-   thread:set("id", next_id)
-   next_id = next_id + 1
-   table.insert(threads, thread)
-end
-
 function init(args)
    local path, count = args[1], tonumber(args[2])
    requests, pos, exhausted = {}, 0, 0
@@ -37,16 +28,7 @@ function init(args)
    prepared = #requests
 end
 
-function request()
-   pos = pos + 1
-   local req = requests[pos]
-   if req == nil then
-      exhausted = 1
-      wrk.thread:stop()
-      return wrk.format("GET", "/healthz")
-   end
-   return req
-end
+request = prepared_request
 
 function done(summary, latency, _requests)
    bench_json(summary, latency, prepared_json(threads))
