@@ -2,9 +2,10 @@
 --
 --   wrk -t2 -c64 -d10s --latency -s bench/pay.lua http://127.0.0.1:PORT -- LINES_FILE THREADS
 --
--- LINES_FILE holds "<scheme> <access token> <trade_no> <DPoP proof or ->" lines (scheme
--- Bearer or DPoP; a DPoP line's proof is used once, for that one request, as a phone would
--- sign a fresh one for every request). Thread k of THREADS takes lines
+-- LINES_FILE holds "<scheme> <access token> <trade_no> <DPoP proof or -> [<txn signature>]"
+-- lines (scheme Bearer or DPoP; a DPoP line's proof is used once, for that one request, as a
+-- phone would sign a fresh one for every request; the optional last field is the
+-- Anfu-Txn-Signature header, written without spaces, of a phone signing the payment). Thread k of THREADS takes lines
 -- k, k+THREADS, ... and builds each request once, up front. A thread that runs out of
 -- trades stops (it never pays a trade twice) and reports itself as exhausted; the figures
 -- are then a lower bound, and run.py says so. done() prints one BENCH-JSON line.
@@ -17,13 +18,17 @@ function init(args)
    local i = 0
    for line in io.lines(path) do
       if i % count == id then
-         local scheme, token, trade_no, proof = line:match("^(%S+) (%S+) (%S+) (%S+)$")
+         local scheme, token, trade_no, proof, signed =
+            line:match("^(%S+) (%S+) (%S+) (%S+) ?(%S*)$")
          local headers = {
             ["Authorization"] = scheme .. " " .. token,
             ["Idempotency-Key"] = "bench-pay-" .. trade_no,
          }
          if proof ~= "-" then
             headers["DPoP"] = proof
+         end
+         if signed ~= "" then
+            headers["Anfu-Txn-Signature"] = signed
          end
          requests[#requests + 1] = wrk.format("POST", "/v1/trades/" .. trade_no .. "/pay",
                                               headers, "")

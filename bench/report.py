@@ -14,6 +14,7 @@ TARGETS = {
     "pay_postgres_per_s": 1200.0,
     "flood_p99_ratio": 2.0,  # pay p99 under a login flood / pay p99 alone
     "dpop_check_us": 150.0,  # DPoP + device-signature checks, per request
+    "signing_ratio": 0.80,  # pay with transaction signing / pay without
 }
 LEDGER_ROWS = (("ledger", "(c) ledger alone, SQLite: one transfer per job"),
                ("ledger_batched", "(c) ledger alone, SQLite: batch API"))
@@ -248,6 +249,20 @@ def _auth_rows(auth: dict[str, Any], wallet: dict[str, Any], v: dict[str, Any]) 
     return rows
 
 
+def _signing_rows(signing: dict[str, Any] | None) -> list[str]:
+    if not signing:
+        return []
+    rows = []
+    for name in ("unsigned", "signed"):
+        for i, run in enumerate(signing[name]):
+            rows.append(f"| (h) pay, DPoP, {name} (run {i + 1}) | {_run_cells(run, 'req/s')}"
+                        " | | |")
+    ratio = signing["signed_over_unsigned"]
+    verdict = "met" if ratio >= TARGETS["signing_ratio"] else "missed"
+    rows.append(f"| {INDENT}signed / unsigned | {_pct(ratio)} | | | ≥ 80% | {verdict} |")
+    return rows
+
+
 def table(results: dict[str, Any]) -> str:
     phases = results["phases"]
     v = results.get("verdicts", {})
@@ -287,6 +302,7 @@ def table(results: dict[str, Any]) -> str:
         rows.append(f"| {INDENT}checks | {check.get('paid', 0):,} trades paid exactly once:"
                     f" {'yes' if check.get('ok') else 'NO'} | | | | |")
     rows += _auth_rows(phases.get("auth_crypto", {}), phases.get("wallet", {}), v)
+    rows += _signing_rows(phases.get("signing"))
     foot = ("CPU: share of one core used during the measured run (the machine has"
             f" {env['cpus']}); wrk runs on the same machine. Argon2id at the platform's"
             f" default cost; DPoP proofs accepted up to {env.get('dpop_max_age_s', 60)} s old"

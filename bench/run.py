@@ -18,6 +18,9 @@ figure to bench/results/latest.json):
     pool as it is and as it was (2 threads per process, normal priority);
 (g) auth: DPoP and device-signature checks in-process (bench/auth_crypto.py), and
     ``GET /v1/wallet`` end to end with Bearer and with DPoP.
+(h) signing: the pay path where half the customers hold a device certificate and sign
+    every payment (``Anfu-Txn-Signature``) against the other half, who do not
+    (bench/phase_signing.py).
 
 Load comes from wrk (``apt-get install -y wrk``) with bench/*.lua; data is prepared
 in-process by bench/prepare.py. ``--only`` / ``--skip`` pick phases; ``--profile`` also
@@ -50,6 +53,7 @@ from context import (
     Target,
     hash_pool_now,
 )
+from phase_signing import phase_signing
 from phases_auth import phase_auth_crypto, phase_flood, phase_logins, phase_wallet
 from phases_pay import (
     pay_checks,
@@ -72,8 +76,9 @@ PHASES = {
     "logins": "(e) logins/s through POST /v1/sessions (Argon2id, default cost)",
     "flood": "(f) pay p99 alone and under a login flood, hash pool now and as it was",
     "auth": "(g) DPoP and device-signature cost: in-process, and GET /v1/wallet end to end",
+    "signing": "(h) pay path with transaction signing (device certificate) vs without",
 }
-SQLITE_PHASES = ("pay", "auth", "logins", "flood")
+SQLITE_PHASES = ("pay", "auth", "logins", "flood", "signing")
 
 
 # --- the SQLite platform: pay, auth, logins, flood -------------------------------------
@@ -145,6 +150,17 @@ def sqlite_group(b: Bench, phases: dict[str, Any], bound: float) -> None:
                         b, t, "hash pool before")
             finally:
                 t.stop()
+    if b.wants("signing"):
+        # Last: once half the customers hold a certificate, their payments must be signed.
+        rate = 1.5 * measured_pay
+        need = math.ceil(rate * (2 * WARMUP_S + 4 * b.seconds) * 1.3) + 8 * b.connections
+        prepare.add_trades(prepared, max(0, need - prepared.left), log=b.log)
+        t.start(hash_pool_now())
+        try:
+            b.log("(h) pay path with transaction signing vs without")
+            phases["signing"] = phase_signing(b, t, rate)
+        finally:
+            t.stop()
     if t.pay_runs:
         phases["sqlite_checks"] = pay_checks(b, t)
 

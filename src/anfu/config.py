@@ -65,6 +65,31 @@ class Settings(BaseSettings):
     webauthn_origins: str = Field("", description="passkeys: allowed origins, comma-separated"
                                   " (default: http://localhost:<mobile port>)")
 
+    # Trust (issue 4): platform keys, PKI, TLS, transaction signing, transparency log.
+    keystore: str = Field("file", pattern="^(file|pkcs11)$",
+                          description="where platform keys live: encrypted PKCS#8 files"
+                          " under ANFU_HOME/keys, or a PKCS#11 token (HSM, SoftHSM2)")
+    pkcs11_module: str = Field("/usr/lib/softhsm/libsofthsm2.so",
+                               description="PKCS#11 library (ANFU_KEYSTORE=pkcs11)")
+    pkcs11_token: str = Field("anfu", description="PKCS#11 token label")
+    pkcs11_pin: SecretStr | None = Field(None, description="PKCS#11 user PIN")
+    pki_public_url: str = Field("", description="base URL of /pki/... named in certificates"
+                                " (CRL distribution point, OCSP); default: the mobile zone")
+    pki_device_cert_days: int = Field(7, ge=1, le=7, description="device certificates: days")
+    pki_merchant_cert_days: int = Field(365, ge=1, le=825)
+    pki_server_cert_days: int = Field(90, ge=1, le=398)
+    pki_crl_hours: int = Field(24, ge=1, description="CRL and OCSP next-update interval")
+    tls: bool = Field(False, description="serve every listener over TLS (1.3, 1.2 minimum)"
+                      " with a platform-issued server certificate")
+    tls_hostnames: str = Field("localhost,127.0.0.1",
+                               description="names and addresses in the server certificate")
+    merchant_mtls: str = Field("off", pattern="^(off|optional|required)$",
+                               description="merchant zone: client certificates from our CA")
+    log_sth_interval_s: float = Field(1.0, gt=0, description="transparency log: how often"
+                                      " new entries are sequenced and a tree head signed")
+    log_batch_max: int = Field(50_000, gt=0, description="transparency log: entries per"
+                               " sequencing batch")
+
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_kib: int = Field(19456, ge=1024)
     argon2_parallelism: int = Field(1, ge=1)
@@ -113,6 +138,10 @@ class Settings(BaseSettings):
             return [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]
         port = split_addr(self.mobile_addr)[1]
         return [f"http://{self.webauthn_rp_id}:{port}"]
+
+    @property
+    def tls_names(self) -> list[str]:
+        return [n.strip() for n in self.tls_hostnames.split(",") if n.strip()]
 
     @property
     def resolved_database_url(self) -> str:

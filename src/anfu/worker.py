@@ -17,7 +17,9 @@ from sqlalchemy import Connection
 from anfu.bootstrap import Platform
 from anfu.db import outbox_store
 from anfu.db.auth_store import SqlAuthStore
+from anfu.db.seal_store import SqlSealStore
 from anfu.db.tables import idempotency_keys, nonces
+from anfu.db.txn_store import SqlTxnStore
 from anfu.db.uow import SqlUnitOfWork
 from anfu.errors import Conflict
 from anfu.ledger import service as ledger
@@ -28,6 +30,7 @@ from anfu.trades import service as trades
 log = logging.getLogger("anfu.worker")
 BATCH = 64
 HOUSEKEEPING_S = 60.0
+SEAL_INTERVAL_S = 5.0  # ledger batches sealed into the transparency log
 
 
 def forget_expired(conn: Connection, now: float) -> int:
@@ -37,6 +40,7 @@ def forget_expired(conn: Connection, now: float) -> int:
     removed += conn.execute(idempotency_keys.delete().where(
         idempotency_keys.c.expires_at < now)).rowcount
     removed += SqlAuthStore(conn).forget_expired(now)
+    removed += SqlTxnStore(conn).forget_expired(now)
     return int(removed)
 
 
@@ -47,6 +51,7 @@ class Worker:
                                                   follow_redirects=False)
         self._stopping = asyncio.Event()
         self._next_housekeeping = 0.0
+        self._next_seal = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -71,6 +76,10 @@ class Worker:
         if self.platform.clock() >= self._next_housekeeping:
             self._next_housekeeping = self.platform.clock() + HOUSEKEEPING_S
             await self.platform.write(lambda uow: forget_expired(uow.conn, uow.now))
+        if self.platform.clock() >= self._next_seal:
+            self._next_seal = self.platform.clock() + SEAL_INTERVAL_S
+            await self.platform.write(
+                lambda uow: SqlSealStore(uow.conn).seal_new_transfers(uow.now))
         return timers + sent > 0
 
     async def fire_timers(self) -> int:

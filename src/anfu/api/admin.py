@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Header
 from starlette.responses import Response
 
-from anfu.api import admin_identity, problems
+from anfu.api import admin_identity, problems, txn_signing
 from anfu.api.common import MetricsMiddleware, add_health, json_response
 from anfu.api.schemas import NewKey, NewMerchant
 from anfu.bootstrap import Platform
@@ -90,4 +90,6 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
 
     admin_identity.build_router(platform, router)
     app.include_router(router)
+    app.include_router(txn_signing.build_admin_router(platform),
+                       dependencies=[Depends(operator)])
     return app

@@ -39,6 +39,7 @@ from anfu.identity.throttle import (
     address_key,
 )
 from anfu.money import Money
+from anfu.pki import service as pki
 
 log = logging.getLogger("anfu.identity")
 
@@ -212,6 +213,8 @@ class IdentityKit:
                                          address)
         if method == "device":
             return await self._prove_device(ch, user, answer, address)
+        if method == "certificate":
+            return await self._prove_certificate(ch, user, answer, address)
         return await self._prove_passkey(ch, user, _required(answer.credential, "credential"),
                                          address)
 
@@ -325,6 +328,25 @@ class IdentityKit:
                                        " ANFU-DEVICE-V1 with this challenge",
                                        code="device_signature_invalid") from None
         return [device.amr]
+
+    async def _prove_certificate(self, ch: AuthChallenge, user: User, answer: Any,
+                                 address: str) -> list[str]:
+        """Book 3.8.4: the device signs the challenge with the key of its certificate, which
+        must still be valid and unrevoked now."""
+        if ch.device_id is None or "x509" not in ch.requirement.all_of:
+            raise AuthenticationFailed("start a certificate login first: POST"
+                                       " /v1/sessions/certificate", code="challenge_expired")
+        device_id = ch.device_id
+        now = self.platform.clock()
+        cert = self.platform.read(
+            lambda conn: pki.current_device_certificate(conn, device_id, now))
+        if cert is None:
+            await self.record_failure([], "identity:certificate:invalid", user_id=user.user_id,
+                                      address=address, device_id=device_id)
+            raise AuthenticationFailed("this device has no valid certificate (expired or"
+                                       " revoked)", code="certificate_revoked")
+        amr = await self._prove_device(ch, user, answer, address)
+        return ["x509", *amr]
 
     async def _prove_passkey(self, ch: AuthChallenge, user: User, credential: dict[str, Any],
                              address: str) -> list[str]:

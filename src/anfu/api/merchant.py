@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anfu.api import problems
 from anfu.api.common import MetricsMiddleware, add_health, json_response, path_and_query
+from anfu.api.ledger_log import log_refund
 from anfu.api.mobile import statement_page
 from anfu.api.schemas import Empty, NewRefund, NewTrade
 from anfu.bootstrap import Platform
@@ -24,7 +25,7 @@ from anfu.merchants import service as merchants
 from anfu.merchants.model import Merchant, MerchantKey, VerifiedRequest
 from anfu.sigwire import format_signature_header, new_nonce, response_signing_bytes
 from anfu.trades import service as trades
-from anfu.trades.model import Trade, TradeMode
+from anfu.trades.model import Refund, Trade, TradeMode
 
 
 class ResponseSigner:
@@ -173,10 +174,16 @@ def create_app(platform: Platform) -> FastAPI:
     async def refund(trade_no: str, body: NewRefund, auth: Signed) -> Response:
         fingerprint = hashlib.sha256(orjson.dumps(body.model_dump(),
                                                   option=orjson.OPT_SORT_KEYS)).hexdigest()
-        result, trade = await platform.write(lambda uow: trades.refund_trade(
-            uow, trade_no=trade_no, merchant_id=auth.merchant_id,
-            out_refund_no=body.out_refund_no, amount=body.amount, reason=body.reason,
-            request_hash=fingerprint))
+        def effect(uow: SqlUnitOfWork) -> tuple[Refund, Trade]:
+            refund, trade = trades.refund_trade(
+                uow, trade_no=trade_no, merchant_id=auth.merchant_id,
+                out_refund_no=body.out_refund_no, amount=body.amount, reason=body.reason,
+                request_hash=fingerprint)
+            if refund.created_at == uow.now:  # made now, not found by a retry
+                log_refund(uow, refund, trade)
+            return refund, trade
+
+        result, trade = await platform.write(effect)
         return json_response({"refund": result.public(), "trade": trade.public()}, 201)
 
     @router.get("/balance", summary="Settled balances per currency")

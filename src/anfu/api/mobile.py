@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from anfu.adapters.bank import BankDeclined, BankUnavailable
 from anfu.adapters.carrier import SandboxCarrier
-from anfu.api import factors, problems, sessions
+from anfu.api import cert_login, factors, problems, sessions, txn_signing
 from anfu.api.auth import AuthContext, Authenticator, auth_dependency
 from anfu.api.common import (
     MetricsMiddleware,
@@ -26,7 +26,9 @@ from anfu.api.common import (
     stored_answer,
 )
 from anfu.api.identity_kit import IdentityKit, mask_phone
+from anfu.api.ledger_log import log_bank_op, log_payment, log_transfer
 from anfu.api.schemas import MoneyMove, NewUser, P2PTransfer, PasskeyLogin
+from anfu.api.txn_signing import SIGNATURE_HEADER, TxnGate
 from anfu.bootstrap import Platform
 from anfu.db.ledger_store import balances_of, statement
 from anfu.db.raw import Raw
@@ -35,13 +37,16 @@ from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
 from anfu.errors import InvalidRequest, NotFound, UpstreamFailed
 from anfu.identity import service as identity
+from anfu.identity.txn_signing import TxnFacts, TxnOperation
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.money import Money
 from anfu.trades import service as trades
 from anfu.wallet import service as wallet
 
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+TxnSignature = Annotated[str | None, Header(alias=SIGNATURE_HEADER)]
 BANK = "sandbox"
+BANK_PAYEE = (f"bank:{BANK}", "your bank account")
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -55,6 +60,7 @@ def create_app(platform: Platform) -> FastAPI:
 
     authenticator = Authenticator(platform)
     kit = IdentityKit(platform)
+    gate = TxnGate(platform)
     current = Depends(auth_dependency(authenticator))
 
     @router.post("/users", status_code=201, summary="Create a customer account")
@@ -86,7 +92,7 @@ def create_app(platform: Platform) -> FastAPI:
                                             cursor, limit))
 
     async def bank_operation(kind: str, c: AuthContext, body: MoneyMove, key: str | None,
-                             raw: bytes, path: str) -> Response:
+                             raw: bytes, path: str, signature: str | None = None) -> Response:
         key = check_idempotency_key(key, required=True)
         assert key is not None
         await authenticator.require(c, f"{kind}.create",
@@ -96,11 +102,18 @@ def create_app(platform: Platform) -> FastAPI:
         op_id = "b" + hashlib.sha256(f"{user_id}\n{kind}\n{key}".encode()).hexdigest()[:24]
         fingerprint = request_hash("POST", path, raw)
         scope = f"user:{user_id}"
+        approval = None
+        if kind == "withdrawal":
+            approval = await gate.approve(c, TxnFacts(
+                TxnOperation.WITHDRAWAL, op_id, body.amount, body.currency, *BANK_PAYEE),
+                signature)
+        evidence = approval.evidence if approval is not None else None
 
         def begin(uow: SqlUnitOfWork) -> tuple[wallet.BankOperation | None, bytes | None]:
             stored = stored_answer(uow, scope, key, fingerprint)
             if stored is not None:
                 return None, stored[1]
+            gate.commit(uow, approval, op_id)
             return wallet.begin_bank_op(uow, SqlWalletStore(uow.conn), op_id=op_id,
                                         user_id=user_id, kind=kind, amount=body.amount,
                                         currency=body.currency, bank=BANK,
@@ -125,12 +138,15 @@ def create_app(platform: Platform) -> FastAPI:
                        "bank_signature": reply.signature.hex()}
 
         def finish(uow: SqlUnitOfWork) -> tuple[int, Any]:
-            done = wallet.finish_bank_op(uow, SqlWalletStore(uow.conn), op_id=op_id,
-                                         bank=BANK, **outcome)
+            store = SqlWalletStore(uow.conn)
+            before = store.bank_op(op_id)
+            done = wallet.finish_bank_op(uow, store, op_id=op_id, bank=BANK, **outcome)
+            if before is not None and before.status == "pending":
+                log_bank_op(uow, done, *BANK_PAYEE, evidence)
             return 201, done.public()
 
-        return await idempotent_write(platform, scope=scope, key=key, fingerprint=fingerprint,
-                                      effect=finish)
+        return gate.with_next_challenge(await idempotent_write(
+            platform, scope=scope, key=key, fingerprint=fingerprint, effect=finish), approval)
 
     @router.post("/topups", status_code=201, summary="Add money from the bank")
     async def topup(body: MoneyMove, request: Request, key: IdemKey = None,
@@ -140,13 +156,13 @@ def create_app(platform: Platform) -> FastAPI:
 
     @router.post("/withdrawals", status_code=201, summary="Send money to the bank")
     async def withdraw(body: MoneyMove, request: Request, key: IdemKey = None,
-                       c: AuthContext = current) -> Response:
+                       signature: TxnSignature = None, c: AuthContext = current) -> Response:
         return await bank_operation("withdrawal", c, body, key, await request.body(),
-                                    request.url.path)
+                                    request.url.path, signature)
 
     @router.post("/transfers", status_code=201, summary="Pay another customer")
     async def p2p(body: P2PTransfer, request: Request, key: IdemKey = None,
-                  c: AuthContext = current) -> Response:
+                  signature: TxnSignature = None, c: AuthContext = current) -> Response:
         key = check_idempotency_key(key, required=True)
         if (body.to_phone is None) == (body.to_user_id is None):
             raise InvalidRequest("give exactly one of to_phone and to_user_id",
@@ -164,10 +180,17 @@ def create_app(platform: Platform) -> FastAPI:
                 " LIMIT 1", user_id, payee.user_id)
 
         facts = platform.read(payee_facts)
+        # Known before the write, so that the phone can sign it.
+        transfer_no = "P" + hashlib.sha256(f"{user_id}\ntransfer\n{key}".encode()).hexdigest()[:20]
+        approval = None
         if facts is not None:
             await authenticator.require(c, "transfer.create",
                                         amount=Money(body.amount, body.currency),
                                         payee=facts[1], first_time_payee=not facts[2])
+            approval = await gate.approve(c, TxnFacts(
+                TxnOperation.TRANSFER, transfer_no, body.amount, body.currency, facts[0],
+                facts[1]), signature)
+        evidence = approval.evidence if approval is not None else None
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
             users = SqlUserStore(uow.conn)
@@ -175,15 +198,18 @@ def create_app(platform: Platform) -> FastAPI:
                      else users.user(body.to_user_id or ""))
             if payee is None:
                 raise NotFound("no customer with that phone or id", code="payee_not_found")
-            return 201, wallet.transfer_p2p(
-                uow, SqlWalletStore(uow.conn), transfer_no=new_id("P"), payer_id=user_id,
+            gate.commit(uow, approval, transfer_no)
+            done = wallet.transfer_p2p(
+                uow, SqlWalletStore(uow.conn), transfer_no=transfer_no, payer_id=user_id,
                 payee_id=payee.user_id, amount=body.amount, currency=body.currency,
                 memo=body.memo, max_amount=settings.max_amount)
+            log_transfer(uow, done, mask_phone(payee.phone), evidence)
+            return 201, done
 
-        return await idempotent_write(
+        return gate.with_next_challenge(await idempotent_write(
             platform, scope=f"user:{user_id}", key=key,
             fingerprint=request_hash("POST", request.url.path, await request.body()),
-            effect=effect)
+            effect=effect), approval)
 
     @router.get("/trades/{trade_no}", summary="A trade, as a buyer sees it before paying")
     async def get_trade(trade_no: str, c: AuthContext = current) -> Response:
@@ -194,7 +220,7 @@ def create_app(platform: Platform) -> FastAPI:
         return json_response(trade.public())
 
     async def trade_action(trade_no: str, c: AuthContext, request: Request, key: str | None,
-                           operation: str, action: Any) -> Response:
+                           operation: str, action: Any, signature: str | None = None) -> Response:
         key = check_idempotency_key(key, required=False)
         user_id = c.user_id
 
@@ -209,19 +235,29 @@ def create_app(platform: Platform) -> FastAPI:
         await authenticator.require(c, operation, amount=Money(trade.amount, trade.currency),
                                     payee=merchant_name, first_time_payee=not paid,
                                     user_limits=orjson.loads(limits) if limits else {})
+        paying = operation == "trade.pay"
+        approval = await gate.approve(c, TxnFacts(
+            TxnOperation.PAYMENT, trade_no, trade.amount, trade.currency, trade.merchant_id,
+            merchant_name), signature) if paying else None
+        evidence = approval.evidence if approval is not None else None
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
-            return 200, action(uow, trade_no=trade_no, buyer_id=user_id).public()
+            done = action(uow, trade_no=trade_no, buyer_id=user_id)
+            if paying and done.paid_at == uow.now:  # paid now, not a retry's earlier payment
+                gate.commit(uow, approval, trade_no)
+                log_payment(uow, done, merchant_name, evidence)
+            return 200, done.public()
 
-        return await idempotent_write(
+        return gate.with_next_challenge(await idempotent_write(
             platform, scope=f"user:{user_id}", key=key,
             fingerprint=request_hash("POST", request.url.path, await request.body()),
-            effect=effect)
+            effect=effect), approval)
 
     @router.post("/trades/{trade_no}/pay", summary="Pay a trade from the wallet")
     async def pay(trade_no: str, request: Request, key: IdemKey = None,
-                  c: AuthContext = current) -> Response:
-        return await trade_action(trade_no, c, request, key, "trade.pay", trades.pay_trade)
+                  signature: TxnSignature = None, c: AuthContext = current) -> Response:
+        return await trade_action(trade_no, c, request, key, "trade.pay", trades.pay_trade,
+                                  signature)
 
     @router.post("/trades/{trade_no}/confirm", summary="Confirm receipt: releases escrow")
     async def confirm(trade_no: str, request: Request, key: IdemKey = None,
@@ -232,6 +268,8 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(router)
     app.include_router(sessions.build_router(kit, authenticator))
     app.include_router(factors.build_router(kit, authenticator))
+    app.include_router(txn_signing.build_router(gate, authenticator))
+    app.include_router(cert_login.build_router(kit))
     add_web_pages(app)
     if platform.settings.env != "production" and isinstance(platform.carrier, SandboxCarrier):
         add_sandbox_carrier(app, platform.carrier)

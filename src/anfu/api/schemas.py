@@ -89,13 +89,19 @@ class PasskeyLogin(Body):
     phone: Phone
 
 
+class CertificateLogin(Body):
+    # PEM, or base64 of the DER
+    certificate: Annotated[str, StringConstraints(min_length=64, max_length=8192)]
+
+
 class SimLogin(Body):
     phone: Phone
     network_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
 class ChallengeAnswer(Body):
-    method: Literal["password", "sms", "totp", "recovery_code", "device", "passkey"]
+    method: Literal["password", "sms", "totp", "recovery_code", "device", "passkey",
+                    "certificate"]
     code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     password: Secret | None = None
     device_id: Id | None = None

@@ -59,7 +59,7 @@ RESET_MARK_S = 24 * 3600.0
 _METHODS_OF_AMR: dict[str, tuple[str, ...]] = {
     "pwd": ("password",), "sms": ("sms",), "otp": ("totp", "recovery_code"),
     "rec": ("recovery_code",), "swk": ("device",), "hwk": ("device", "passkey"),
-    "uv": ("passkey",)}
+    "uv": ("passkey",), "x509": ("certificate",)}
 
 
 def methods_for(ch: AuthChallenge, available: set[str]) -> list[str]:
@@ -245,7 +245,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
             raise AuthenticationFailed("the answer does not match", code="invalid_credentials")
         amr = await kit.prove(ch, user, body, address)
         device = None
-        if body.method == "device" and ch.kind is ChallengeKind.LOGIN:
+        if body.method in ("device", "certificate") and ch.kind is ChallengeKind.LOGIN:
             device = platform.read(lambda conn: SqlFactorStore(conn).device(
                 ch.device_id or body.device_id or ""))
 
@@ -256,7 +256,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
             current.check_open(uow.now)
             updated = current.with_proofs(amr, uow.now)
             store.save_proofs(updated)
-            if body.method == "device":
+            if body.method in ("device", "certificate"):
                 SqlFactorStore(uow.conn).touch_device(body.device_id or updated.device_id or "",
                                                       uow.now)
             if not updated.satisfied(kit.policy, uow.now) or updated.kind is ChallengeKind.RESET:

@@ -423,3 +423,6 @@ device_notices = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_device_notices_device", device_notices.c.device_id, device_notices.c.id)
+
+# The trust tables live beside this file, one module per domain, on the same metadata.
+from anfu.db import tables_log, tables_pki, tables_trust  # noqa: E402,F401

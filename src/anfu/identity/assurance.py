@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from anfu.identity.txn_signing import TxnSigningPolicy, parse_policy
 from anfu.money import Money
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("auth_policy.toml")
@@ -40,6 +41,7 @@ AMR_FACTOR: dict[str, Factor] = {
     "swk": Factor.POSSESSION,  # a device key kept in software
     "hwk": Factor.POSSESSION,  # a hardware-bound key (passkey, or a device key in hardware)
     "sim": Factor.POSSESSION,  # the operator confirmed the SIM holds the phone number
+    "x509": Factor.POSSESSION,  # the key of a valid platform-issued device certificate
     "uv": Factor.INHERENCE,    # the authenticator verified the user (biometric or local PIN)
 }
 HARDWARE_BOUND = "hwk"
@@ -53,6 +55,7 @@ METHOD_AMR: dict[str, tuple[str, ...]] = {
     "device": ("swk",),  # "hwk" instead when the device key is hardware-backed
     "passkey": ("hwk", "uv"),
     "sim": ("sim",),
+    "certificate": ("x509",),  # plus "swk" or "hwk", as for the device key
 }
 
 
@@ -74,6 +77,7 @@ class AuthPolicy:
     default_limits: Mapping[str, int] = field(default_factory=dict)
     money_operations: frozenset[str] = frozenset()
     first_time_payee_level: int = 3
+    txn_signing: TxnSigningPolicy = field(default_factory=TxnSigningPolicy)
     source: str = "built-in"
 
     def acr(self, proofs: Mapping[str, float], now: float) -> int:
@@ -107,7 +111,8 @@ class AuthPolicy:
                 "max_age_s": {str(k): v for k, v in self.max_age_s.items()},
                 "default_limits": dict(self.default_limits),
                 "money_operations": sorted(self.money_operations),
-                "first_time_payee_level": self.first_time_payee_level}
+                "first_time_payee_level": self.first_time_payee_level,
+                "transaction_signing": self.txn_signing.describe()}
 
 
 def useful_methods(available: Iterable[str], proofs: Mapping[str, float], now: float,
@@ -143,6 +148,7 @@ def load_policy(path: Path | None = None) -> AuthPolicy:
         limits = {str(k): int(v) for k, v in high.get("default_limits", {}).items()}
         money = frozenset(str(op) for op in high.get("money_operations", []))
         first_payee = int(high.get("first_time_payee_level", 3))
+        txn_signing = parse_policy(data.get("transaction_signing", {}))
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise PolicyError(f"auth policy {chosen}: {exc}") from exc
     if sorted(ages) != [1, 2, 3]:
@@ -156,4 +162,4 @@ def load_policy(path: Path | None = None) -> AuthPolicy:
                           f" {sorted(unknown)}")
     return AuthPolicy(operations=operations, max_age_s=ages, default_limits=limits,
                       money_operations=money, first_time_payee_level=first_payee,
-                      source=str(chosen))
+                      txn_signing=txn_signing, source=str(chosen))

@@ -28,9 +28,11 @@ from urllib.parse import quote
 
 import httpx
 
+from anfu.crypto.csr import device_csr_pem
 from anfu.crypto.jose import DeviceKey
 from anfu.crypto.keystore import load_device_keystore, save_device_keystore
 from anfu.sdk.errors import ApiError, SdkError, json_object, raise_for_problem
+from anfu.sdk.txn import Approver, answer_signature_required
 
 Json = dict[str, Any]
 CodeSource = Callable[[Json], str]
@@ -49,7 +51,8 @@ class MobileSession:
                  access_token: str | None = None, refresh_token: str | None = None,
                  device_key: DeviceKey | None = None, device_id: str | None = None,
                  sms_code: CodeSource | None = None, totp_code: CodeSource | None = None,
-                 password: Callable[[Json], str] | None = None) -> None:
+                 password: Callable[[Json], str] | None = None,
+                 approve_transaction: Approver | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.access_token = access_token
         self.refresh_token = refresh_token
@@ -63,6 +66,8 @@ class MobileSession:
         self.sms_code = sms_code
         self.totp_code = totp_code
         self.password_source = password
+        self.approve_transaction = approve_transaction
+        self.certificate_pem: str | None = None
         # Refresh tokens rotate and a reused one revokes the session: only one refresh
         # may be in flight, and a caller that lost the race retries with the new token.
         self._refresh_lock = threading.Lock()
@@ -87,6 +92,7 @@ class MobileSession:
         client = cls(base_url, device_key=key, device_id=meta.get("device_id"), **options)
         client.user_id = meta.get("user_id") or None
         client.phone = meta.get("phone") or None
+        client.certificate_pem = meta.get("certificate") or None
         return client
 
     def save_keystore(self, path: Path, passphrase: bytes) -> None:
@@ -94,7 +100,8 @@ class MobileSession:
             raise SdkError("no bound device key to save: call bind_device() first")
         save_device_keystore(path, self.device_key, passphrase,
                              {"device_id": self.device_id, "user_id": self.user_id or "",
-                              "phone": self.phone or "", "base_url": self.base_url})
+                              "phone": self.phone or "", "base_url": self.base_url,
+                              "certificate": self.certificate_pem or ""})
 
     # -- logging in ---------------------------------------------------------------------
     def register(self, phone: str, password: str) -> Json:
@@ -165,6 +172,32 @@ class MobileSession:
                 raise SdkError("a keystore needs a passphrase")
             self.save_keystore(keystore, passphrase)
         return device
+
+    def request_certificate(self) -> Json:
+        """Ask the platform CA for a certificate of this device's key (a PKCS#10 request
+        signed by the key; needs a level-2 session). Call again before it expires to renew."""
+        if self.device_key is None or self.device_id is None:
+            raise SdkError("no bound device key: call bind_device() first")
+        issued = self._authed("POST", "/v1/devices/current/certificate",
+                              {"csr": device_csr_pem(self.device_key, self.device_id)})
+        self.certificate_pem = issued["certificate"]
+        return issued
+
+    def login_with_certificate(self) -> Json:
+        """Book 3.8.4: log in by signing a challenge with the certificate's key (one
+        factor, possession; money moves then ask for a step-up)."""
+        if self.certificate_pem is None or self.device_key is None or not self.device_id:
+            raise SdkError("no device certificate: call request_certificate() first")
+        if not self.user_id:
+            raise SdkError("the device key signs over the user id: load the keystore")
+        challenge = self._public("POST", "/v1/sessions/certificate",
+                                 {"certificate": self.certificate_pem})
+        signature = self.device_key.sign_device_challenge(
+            challenge["nonce"], self.user_id, self.device_id, challenge["operation"])
+        session = self._public(
+            "POST", f"/v1/auth/challenges/{_seg(challenge['challenge_id'])}",
+            {"method": "certificate", "device_id": self.device_id, "signature": signature})
+        return self._store(session)
 
     def devices(self) -> list[Json]:
         return list(self._authed("GET", "/v1/devices")["devices"])
@@ -297,10 +330,11 @@ class MobileSession:
     def _authed(self, method: str, path: str, body: Json | None = None, *,
                 key: str | None = None, params: Mapping[str, Any] | None = None,
                 proof_key: DeviceKey | None = None) -> Json:
-        stepped = refreshed = False
+        stepped = refreshed = signed = False
+        extra: dict[str, str] = {}
         while True:
             try:
-                return self._send(method, path, body, key, params, proof_key)
+                return self._send(method, path, body, key, params, proof_key, extra)
             except ApiError as exc:
                 # Either refusal happened before the call ran, so sending it again (same
                 # Idempotency-Key) is safe.
@@ -310,6 +344,10 @@ class MobileSession:
                 elif exc.code == "step_up_required" and not stepped:
                     stepped = True
                     self.step_up(exc.body)
+                elif exc.code == "txn_signature_required" and not signed:
+                    signed = True
+                    extra["Anfu-Txn-Signature"] = answer_signature_required(
+                        self.device_key, exc.body, self.approve_transaction)
                 else:
                     raise
 
@@ -320,8 +358,9 @@ class MobileSession:
                 self.refresh()
 
     def _send(self, method: str, path: str, body: Json | None, key: str | None,
-              params: Mapping[str, Any] | None, proof_key: DeviceKey | None) -> Json:
-        headers = self.auth_headers(method, path, proof_key)
+              params: Mapping[str, Any] | None, proof_key: DeviceKey | None,
+              extra: Mapping[str, str] | None = None) -> Json:
+        headers = {**self.auth_headers(method, path, proof_key), **(extra or {})}
         if key is not None:
             headers["Idempotency-Key"] = key
         response = self._http.request(method, path, json=body, headers=headers,

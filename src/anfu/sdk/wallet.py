@@ -15,11 +15,14 @@ call retried once with the same key. Authentication itself lives in ``mobile_aut
 
 from __future__ import annotations
 
+import time
 import uuid
 from types import TracebackType
 from typing import Any
 
+from anfu.sdk.errors import SdkError, json_object, raise_for_problem
 from anfu.sdk.mobile_auth import MobileSession, _seg
+from anfu.transparency.verify import verify_receipt_bundle
 
 Json = dict[str, Any]
 
@@ -92,3 +95,37 @@ class WalletClient(MobileSession):
         """Confirm receipt of the goods: releases the escrowed money to the merchant."""
         return self._authed("POST", f"/v1/trades/{_seg(trade_no)}/confirm",
                             key=idempotency_key)
+
+    # -- receipts -----------------------------------------------------------------------
+    def platform_keys(self) -> list[Json]:
+        """The platform's published public keys (save them to verify receipts offline)."""
+        return list(self._public_get("/v1/platform/keys")["keys"])
+
+    def receipt(self, txn_id: str, *, wait_s: float = 10.0) -> Json:
+        """The signed receipt bundle of a payment, refund, transfer or withdrawal: the
+        receipt, a signed tree head and the inclusion proof. Waits while it is being
+        sequenced into the transparency log (about ANFU_LOG_STH_INTERVAL_S)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            response = self._http.request(
+                "GET", f"/v1/receipts/{_seg(txn_id)}",
+                headers=self.auth_headers("GET", f"/v1/receipts/{_seg(txn_id)}"))
+            if response.status_code != 202:
+                raise_for_problem(response)
+                return json_object(response)
+            if time.monotonic() >= deadline:
+                raise SdkError(f"the receipt of {txn_id} is still pending after {wait_s} s")
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def verified_receipt(self, txn_id: str, *, keys: list[Json] | None = None,
+                         wait_s: float = 10.0) -> Json:
+        """``receipt()``, checked here: the receipt's signature, the tree head's signature
+        and the inclusion proof, against ``keys`` (default: fetched now)."""
+        bundle = self.receipt(txn_id, wait_s=wait_s)
+        verify_receipt_bundle(bundle, keys if keys is not None else self.platform_keys())
+        return bundle
+
+    def _public_get(self, path: str) -> Json:
+        response = self._http.get(path)
+        raise_for_problem(response)
+        return json_object(response)

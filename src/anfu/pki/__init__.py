@@ -1,0 +1,1 @@
+"""Platform PKI: certificate authority, profiles, revocation (book 3.5, 3.7)."""

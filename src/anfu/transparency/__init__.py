@@ -1,0 +1,1 @@
+"""Transparency log (RFC 9162) and receipts."""
