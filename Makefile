@@ -28,6 +28,9 @@ lint: $(STAMP)
 tools:
 	command -v chromium >/dev/null && command -v oathtool >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq chromium oathtool)
+	# SoftHSM2, the PKCS#11 token the platform keystore tests run against.
+	command -v softhsm2-util >/dev/null && test -f /usr/lib/softhsm/libsofthsm2.so || \
+	  (apt-get update -qq && apt-get install -y -qq softhsm2)
 
 test-sqlite: $(STAMP) tools
 	$(BIN)/python -m pytest tests

@@ -19,6 +19,7 @@ from anfu.adapters.carrier.sandbox import default_state_path as carrier_state_pa
 from anfu.adapters.sms import SandboxSmsGateway, SmsGateway
 from anfu.adapters.sms.sandbox import default_state_path as sms_state_path
 from anfu.config import Settings
+from anfu.crypto.keystore import PlatformKeyStore, close_keystore
 from anfu.crypto.passwords import PasswordHasher
 from anfu.crypto.tokens import TokenSigner
 from anfu.db.engine import make_engine
@@ -26,7 +27,7 @@ from anfu.db.ledger_store import AccountIdCache
 from anfu.db.uow import SqlUnitOfWork
 from anfu.db.writer import Writer
 from anfu.identity.assurance import AuthPolicy, load_policy
-from anfu.keys import PlatformKeys, data_key, dev_secrets
+from anfu.keys import KeyRing, data_key, dev_secrets, open_keystore, open_rings
 from anfu.observability import Metrics
 
 T = TypeVar("T")
@@ -41,7 +42,7 @@ class Platform:
     read_engine: Engine
     writer: Writer
     account_ids: AccountIdCache
-    keys: PlatformKeys
+    keys: KeyRing  # purpose "response"
     tokens: TokenSigner
     passwords: PasswordHasher
     hash_pool: ThreadPoolExecutor
@@ -52,6 +53,9 @@ class Platform:
     data_key: bytes
     sms: SmsGateway
     carrier: CarrierAdapter
+    keystore: PlatformKeyStore
+    receipt_keys: KeyRing
+    log_keys: KeyRing
     extras: dict[str, Any] = field(default_factory=dict)
 
     def uow(self, conn: Connection) -> SqlUnitOfWork:
@@ -73,6 +77,7 @@ class Platform:
         self.hash_pool.shutdown(wait=False)
         self.engine.dispose()
         self.read_engine.dispose()
+        close_keystore(self.keystore)  # a PKCS#11 session is closed before a fork
 
 
 def hash_pool(settings: Settings) -> ThreadPoolExecutor:
@@ -100,6 +105,9 @@ def build(settings: Settings, *, clock: Clock = time.time,
     read_engine = make_engine(url)
     metrics = Metrics()
     account_ids = AccountIdCache()
+    # Platform keystore and key rings
+    keystore = open_keystore(settings, passphrase)
+    rings = open_rings(keystore, settings.home / "keys", passphrase=passphrase, clock=clock)
 
     writer = Writer(engine, max_batch=settings.group_commit_max,
                     wait_ms=settings.group_commit_wait_ms, on_batch=metrics.observe_batch,
@@ -108,7 +116,8 @@ def build(settings: Settings, *, clock: Clock = time.time,
     writer.start()
     return Platform(
         settings=settings, clock=clock, engine=engine, read_engine=read_engine, writer=writer,
-        account_ids=account_ids, keys=PlatformKeys(settings.home / "keys", passphrase),
+        account_ids=account_ids, keys=rings.response,
+        keystore=keystore, receipt_keys=rings.receipt, log_keys=rings.log,
         tokens=TokenSigner(token_secret, clock),
         passwords=PasswordHasher(time_cost=settings.argon2_time_cost,
                                  memory_kib=settings.argon2_memory_kib,

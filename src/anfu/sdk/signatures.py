@@ -39,6 +39,10 @@ class PlatformKeys:
         self.raw: list[dict[str, Any]] = [dict(k) for k in keys]
         self._by_id: dict[str, PlatformKey] = {}
         for entry in self.raw:
+            # Receipt and log keys are published beside the response keys; only the latter
+            # sign responses and notifications, so a receipt key's signature is no answer.
+            if entry.get("purpose", "response") != "response":
+                continue
             try:
                 key_id, alg = str(entry["key_id"]), str(entry["alg"])
                 public_key = crypto.load_public_key(alg, entry["public_key_pem"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -69,6 +70,15 @@ def sign_with(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> bytes:
     raise PlatformKeyError("this key type cannot sign here")
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (the directory entry itself)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FileSigner:
     """A platform key held in memory, loaded from its encrypted file."""
 
@@ -108,7 +118,12 @@ class FileKeyStore:
             raise PlatformKeyError("the file keystore needs a key passphrase")
         self._folder = folder
         self._passphrase = passphrase
-        folder.mkdir(parents=True, exist_ok=True)
+        # Decrypting a PKCS#8 file costs a key derivation: each key is read once.
+        self._cache: dict[str, FileSigner] = {}
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def __repr__(self) -> str:
+        return f"FileKeyStore({str(self._folder)!r})"
 
     def _path(self, key_id: str) -> Path:
         return self._folder / f"{check_key_id(key_id)}.p8.pem"
@@ -116,23 +131,59 @@ class FileKeyStore:
     def exists(self, key_id: str) -> bool:
         return self._path(key_id).exists()
 
+    def supports(self, alg: str) -> bool:
+        return alg in PLATFORM_ALGS
+
     def create(self, key_id: str, alg: str) -> FileSigner:
-        path = self._path(key_id)
         key = new_private_key(alg)
+        self._store(key_id, key)
+        signer = FileSigner(key_id, key)
+        self._cache[key_id] = signer
+        return signer
+
+    def import_pkcs8(self, key_id: str, pem: bytes, password: bytes | None) -> FileSigner:
+        """Take in an existing PKCS#8 PEM key (e.g. one of the keys anfu kept beside its old
+        index file), stored again under this keystore's passphrase."""
+        try:
+            key = serialization.load_pem_private_key(pem, password=password)
+        except (ValueError, TypeError) as exc:
+            raise PlatformKeyError(f"key {key_id!r} to import cannot be read: {exc}") from exc
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+                                rsa.RSAPrivateKey)):
+            raise PlatformKeyError(f"key {key_id!r} to import has an unsupported type")
+        alg_of(key)
+        self._store(key_id, key)
+        return self.load(key_id)
+
+    def _store(self, key_id: str, key: CertificateIssuerPrivateKeyTypes) -> None:
+        """Write the encrypted key to a temporary file, then link it under its name: the
+        name appears complete or not at all, and an existing key is never overwritten."""
+        path = self._path(key_id)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.BestAvailableEncryption(self._passphrase))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        except FileExistsError:
-            raise PlatformKeyError(f"a platform key {key_id!r} already exists") from None
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        return FileSigner(key_id, key)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise PlatformKeyError(f"a platform key {key_id!r} already exists") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(self._folder)
+
+    def close(self) -> None:
+        """Nothing to release (the PKCS#11 store closes its session here)."""
 
     def load(self, key_id: str) -> FileSigner:
         path = self._path(key_id)
+        cached = self._cache.get(key_id)
+        if cached is not None and path.exists():  # another process may have deleted it
+            return cached
         try:
             pem = path.read_bytes()
         except FileNotFoundError:
@@ -145,13 +196,17 @@ class FileKeyStore:
         if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
                                 rsa.RSAPrivateKey)):
             raise PlatformKeyError(f"platform key {key_id!r} has an unsupported type")
-        return FileSigner(key_id, key)
+        signer = FileSigner(key_id, key)
+        self._cache[key_id] = signer
+        return signer
 
     def delete(self, key_id: str) -> None:
         path = self._path(key_id)
         if not path.exists():
             raise KeyNotFound(f"no platform key {key_id!r} in {self._folder}")
         path.unlink()
+        self._cache.pop(key_id, None)
+        fsync_dir(self._folder)
 
     def export_pkcs8(self, key_id: str, passphrase: bytes) -> bytes:
         key = self.load(key_id).private_key()
