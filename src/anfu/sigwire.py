@@ -28,7 +28,9 @@ SCHEME = "ANFU-SIG-V1"
 AUTHORIZATION_HEADER = "Authorization"
 SIGNATURE_HEADER = "Anfu-Signature"
 # Kept in step with anfu.crypto.ALGORITHMS (a test checks); this module stays crypto-free.
-ALGORITHMS: tuple[str, ...] = ("ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3")
+ALGORITHMS: tuple[str, ...] = (
+    "ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3", "rsa-pss-sha256"
+)
 
 _REQUEST_PARAMS = ("merchant_id", "key_id", "alg", "timestamp", "nonce", "signature")
 _RESPONSE_PARAMS = ("key_id", "alg", "timestamp", "nonce", "signature")

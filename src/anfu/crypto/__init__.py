@@ -4,7 +4,14 @@ Verification raises (``InvalidSignature``, ``InvalidPassword``, ``TokenInvalid``
 ``DpopInvalid``); it never returns a bool.
 """
 
+from anfu.crypto import blind_rsa
 from anfu.crypto._base import InvalidSignature, KeyFormatError, PrivateKey, PublicKey
+from anfu.crypto.blind_rsa import (
+    BlindingResult,
+    BlindRsaError,
+    BlindRsaPrivateKey,
+    BlindRsaPublicKey,
+)
 from anfu.crypto.jose import (
     DeviceKey,
     DevicePublicKey,
@@ -45,6 +52,10 @@ from anfu.crypto.tokens import (
 
 __all__ = [
     "ALGORITHMS",
+    "BlindRsaError",
+    "BlindRsaPrivateKey",
+    "BlindRsaPublicKey",
+    "BlindingResult",
     "DeviceKey",
     "DevicePublicKey",
     "DpopInvalid",
@@ -65,6 +76,7 @@ __all__ = [
     "TokenSigner",
     "VerifiedAssertion",
     "authentication_options",
+    "blind_rsa",
     "credential_id_of",
     "device_message",
     "generate_private_key",

@@ -1,9 +1,10 @@
 """Signature keys by wire algorithm name: load, generate, sign, verify, cache.
 
-``ed25519``, ``ecdsa-p256-sha256`` (DER signatures) and ``rsa-sha256`` (RSASSA-PKCS1-v1_5)
-use pyca/cryptography; ``sm2-sm3`` uses ``anfu.crypto.sm2``. A key is always checked
-against the algorithm it is registered for, so a signature can never be checked with an
-algorithm the key's owner did not choose.
+``ed25519``, ``ecdsa-p256-sha256`` (DER signatures), ``rsa-sha256`` (RSASSA-PKCS1-v1_5) and
+``rsa-pss-sha256`` (RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt) use pyca/cryptography;
+``sm2-sm3`` uses ``anfu.crypto.sm2``. A key is always checked against the algorithm it is
+registered for, so a signature can never be checked with an algorithm the key's owner did
+not choose.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from anfu.crypto import _der, sm2
 from anfu.crypto._base import InvalidSignature, KeyFormatError, PrivateKey, PublicKey
 
-ALGORITHMS: tuple[str, ...] = ("ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3")
+ALGORITHMS: tuple[str, ...] = (
+    "ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3", "rsa-pss-sha256"
+)
 MIN_RSA_BITS = 2048
 # Bounds the cost of one verification an outsider can make us do with a key they upload.
 MAX_RSA_BITS = 8192
@@ -33,6 +36,8 @@ _PycaPrivate: TypeAlias = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 _ECDSA = ec.ECDSA(hashes.SHA256())
 _PKCS1 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
+# rsa-pss-sha256: the salt length is fixed, so a verifier accepts exactly one encoding.
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
 def _require_known(alg: str) -> None:
@@ -86,6 +91,8 @@ class _PycaPublicKey(PublicKey):
             self._verify = key.verify
         elif isinstance(key, ec.EllipticCurvePublicKey):
             self._verify = lambda sig, msg: key.verify(sig, msg, _ECDSA)
+        elif alg == "rsa-pss-sha256":
+            self._verify = lambda sig, msg: key.verify(sig, msg, _PSS, _SHA256)
         else:
             self._verify = lambda sig, msg: key.verify(sig, msg, _PKCS1, _SHA256)
 
@@ -113,20 +120,22 @@ class _PycaPrivateKey(PrivateKey):
             return key.sign(message)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(message, _ECDSA)
-        return key.sign(message, _PKCS1, _SHA256)
+        return key.sign(message, _PSS if self.alg == "rsa-pss-sha256" else _PKCS1, _SHA256)
 
     def public_key(self) -> PublicKey:
         return self._public
 
     def private_pem(self, password: bytes | None) -> str:
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.NoEncryption()
-            if password is None
-            else serialization.BestAvailableEncryption(password)
-        )
-        return self._key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        ).decode("ascii")
+        return pkcs8_pem(self._key, password)
+
+
+def pkcs8_pem(key: _PycaPrivate, password: bytes | None) -> str:
+    """PKCS#8 PEM of a pyca private key, encrypted when a password is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.NoEncryption() if password is None
+        else serialization.BestAvailableEncryption(password))
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             encryption).decode("ascii")
 
 
 def _is_sm2_spki(der: bytes) -> bool:
@@ -196,7 +205,7 @@ def generate_private_key(alg: str) -> PrivateKey:
         return _PycaPrivateKey(alg, ed25519.Ed25519PrivateKey.generate())
     if alg == "ecdsa-p256-sha256":
         return _PycaPrivateKey(alg, ec.generate_private_key(ec.SECP256R1()))
-    if alg == "rsa-sha256":
+    if alg in ("rsa-sha256", "rsa-pss-sha256"):
         return _PycaPrivateKey(alg, rsa.generate_private_key(65537, GENERATED_RSA_BITS))
     return sm2.SM2PrivateKey.generate()
 

@@ -1,4 +1,4 @@
-"""Signature keys for all four wire algorithms: published vectors, round trips, refusals."""
+"""Signature keys for all five wire algorithms: published vectors, round trips, refusals."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from anfu import crypto, sigwire
 from anfu.crypto import PublicKeyCache
@@ -29,6 +29,10 @@ def load_vectors(name: str) -> Any:
 
 ED25519 = load_vectors("rfc8032_ed25519_vectors.json")["vectors"]
 SM3 = load_vectors("sm3_sm4_vectors.json")["sm3"]
+WYCHEPROOF_PSS = json.loads(
+    (Path(__file__).parent / "vectors" / "wycheproof_rsa_pss_2048_sha256_mgf1_32.json").read_text()
+)
+RSA_ALGS = {"rsa-sha256", "rsa-pss-sha256"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,9 @@ def pkcs8_pem(key: Any) -> str:
 
 def test_algorithm_names_match_the_wire_format() -> None:
     assert crypto.ALGORITHMS == sigwire.ALGORITHMS
-    assert crypto.ALGORITHMS == ("ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3")
+    assert crypto.ALGORITHMS == (
+        "ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3", "rsa-pss-sha256"
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +139,9 @@ def test_serialisation(alg: str, keys: dict[str, crypto.PrivateKey]) -> None:
 
 @pytest.mark.parametrize(
     ("made_for", "loaded_as"),
-    [(a, b) for a in crypto.ALGORITHMS for b in crypto.ALGORITHMS if a != b],
+    # An RSA key is an RSA key: what binds it to PKCS#1 v1.5 or PSS is its registration.
+    [(a, b) for a in crypto.ALGORITHMS for b in crypto.ALGORITHMS
+     if a != b and {a, b} != RSA_ALGS],
 )
 def test_key_of_another_type_is_refused(
     made_for: str, loaded_as: str, keys: dict[str, crypto.PrivateKey]
@@ -269,3 +277,55 @@ class TestPublicKeyCache:
         for i in range(10):
             cache.get(f"k{i}", keys["ed25519"].public_key)
         assert len(cache) == 3
+
+
+# --- rsa-pss-sha256 ---
+
+
+def pss_public_pem() -> str:
+    numbers = rsa.RSAPublicNumbers(int(WYCHEPROOF_PSS["e"], 16), int(WYCHEPROOF_PSS["n"], 16))
+    return spki_pem(numbers.public_key())
+
+
+@pytest.mark.parametrize("t", WYCHEPROOF_PSS["tests"], ids=lambda t: f"tc{t['tcId']}")
+def test_wycheproof_rsa_pss_sha256_vectors(t: dict[str, Any]) -> None:
+    key = crypto.load_public_key("rsa-pss-sha256", pss_public_pem())
+    msg, sig = bytes.fromhex(t["msg"]), bytes.fromhex(t["sig"])
+    key.verify(sig, msg)
+    with pytest.raises(crypto.InvalidSignature):
+        key.verify(sig, msg + b"\x00")
+    # The same key registered for PKCS#1 v1.5 refuses the PSS signature.
+    with pytest.raises(crypto.InvalidSignature):
+        crypto.load_public_key("rsa-sha256", pss_public_pem()).verify(sig, msg)
+
+
+def test_rsa_pss_and_pkcs1_never_cross(keys: dict[str, crypto.PrivateKey]) -> None:
+    pss, pkcs1 = keys["rsa-pss-sha256"], keys["rsa-sha256"]
+    message = b"ANFU-SIG-V1\nPOST\n/v1/trades\n1750000000\nnonce\n..."
+    pss_as_pkcs1 = crypto.load_public_key("rsa-sha256", pss.public_key().public_pem())
+    with pytest.raises(crypto.InvalidSignature):
+        pss_as_pkcs1.verify(pss.sign(message), message)
+    pkcs1_as_pss = crypto.load_public_key("rsa-pss-sha256", pkcs1.public_key().public_pem())
+    with pytest.raises(crypto.InvalidSignature):
+        pkcs1_as_pss.verify(pkcs1.sign(message), message)
+
+
+def test_rsa_pss_signature_uses_sha256_mgf1_and_a_32_byte_salt(
+    keys: dict[str, crypto.PrivateKey],
+) -> None:
+    key = keys["rsa-pss-sha256"]
+    message = b"salted"
+    signature = key.sign(message)
+    assert signature != key.sign(message)  # a fresh random salt every time
+    raw = crypto.load_private_key("rsa-pss-sha256", key.private_pem(None))
+    public = serialization.load_pem_public_key(raw.public_key().public_pem().encode())
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(signature, message,
+                  padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+    # A PSS signature with another salt length is not an rsa-pss-sha256 signature.
+    private = serialization.load_pem_private_key(key.private_pem(None).encode(), None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    other = private.sign(message, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=20),
+                         hashes.SHA256())
+    with pytest.raises(crypto.InvalidSignature):
+        key.public_key().verify(other, message)
