@@ -242,6 +242,11 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
                 return
             ended = SqlAuthStore(uow.conn).revoke_sessions(reason="device_revoked",
                                                            now=uow.now, device_id=device_id)
+            # the device's certificates go with it (same transaction)
+            from anfu.pki import service as pki
+
+            pki.revoke_device_certificates(uow.conn, device_id,
+                                           reason="cessation_of_operation", now=uow.now)
             audit(uow, "identity:device:revoked", c, revoked_device_id=device_id,
                   sessions_ended=ended)
 
