@@ -52,6 +52,10 @@ class Worker:
         self._stopping = asyncio.Event()
         self._next_housekeeping = 0.0
         self._next_seal = 0.0
+        # Sequencer and signed tree heads (the worker runs in process 0 only)
+        from anfu.db.log_store import transparency_log
+
+        self._log = transparency_log(platform)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -80,6 +84,7 @@ class Worker:
             self._next_seal = self.platform.clock() + SEAL_INTERVAL_S
             await self.platform.write(
                 lambda uow: SqlSealStore(uow.conn).seal_new_transfers(uow.now))
+        await self._log.tick()  # sequence queued entries, sign a tree head when due
         return timers + sent > 0
 
     async def fire_timers(self) -> int:
@@ -123,13 +128,13 @@ class Worker:
         url = urlsplit(row.notify_url)
         path_qs = (url.path or "/") + (f"?{url.query}" if url.query else "")
         timestamp, nonce = str(int(platform.clock())), new_nonce()
-        keys = platform.keys
-        signature = keys.signing_key.sign(
-            request_signing_bytes("POST", path_qs, timestamp, nonce, body))
+        # One reading of the ring, so the key id and the signature match across a rotation.
+        signer = platform.keys.current
+        signature = signer.sign(request_signing_bytes("POST", path_qs, timestamp, nonce, body))
         headers = {"Content-Type": "application/json", "Anfu-Event-Id": row.id,
                    "Anfu-Event-Type": row.type,
                    "Anfu-Signature": format_signature_header(
-                       key_id=keys.current.key_id, alg="ed25519", timestamp=timestamp,
+                       key_id=signer.key_id, alg=signer.alg, timestamp=timestamp,
                        nonce=nonce, signature=signature)}
         started, t0 = platform.clock(), time.perf_counter()
         status_code: int | None = None

@@ -23,6 +23,10 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
                   summary="Operators: merchants, keys, ledger checks, metrics")
     problems.install(app, "admin", lambda z, c: platform.metrics.security.labels(z, c).inc())
     app.add_middleware(MetricsMiddleware, platform=platform, zone="admin")
+    # Every successful mutating call becomes an operator.action log entry
+    from anfu.api.transparency import OperatorActionLog
+
+    app.add_middleware(OperatorActionLog, platform=platform)
     add_health(app, "admin")
 
     async def operator(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -90,6 +94,10 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
 
     admin_identity.build_router(platform, router)
     app.include_router(router)
+    # CAs, issuance, revocation
+    from anfu.api import pki as pki_api
+
+    app.include_router(pki_api.build_admin_router(platform), dependencies=[Depends(operator)])
     app.include_router(txn_signing.build_admin_router(platform),
                        dependencies=[Depends(operator)])
     return app

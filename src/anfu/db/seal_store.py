@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from anfu.db.log_store import SqlLogStore
 from anfu.db.raw import Raw
 from anfu.ledger.seal import FIELDS, MAX_TRANSFERS, SEAL_LAG_S, LedgerSeal, batch_digest
+from anfu.transparency.model import parse_entry
 
 # Fixed statements, built once from constant column names (no input reaches them).
 _RANGE = (f"SELECT {', '.join(FIELDS)} FROM transfers"  # noqa: S608
@@ -55,11 +56,27 @@ class SqlSealStore:
         SqlLogStore(self._conn).enqueue("ledger.batch", seal.log_body(), now)
         return seal
 
+    def logged(self) -> dict[int, dict[str, Any]]:
+        """The ``ledger.batch`` bodies already in the transparency log, by seal number."""
+        rows = self._raw.rows("SELECT entry FROM log_leaves WHERE kind = 'ledger.batch'"
+                              " ORDER BY leaf_index", {})
+        found = {}
+        for row in rows:
+            body = parse_entry(row["entry"].encode("utf-8"))["body"]
+            found[int(body["seal_no"])] = body
+        return found
+
     def check(self) -> list[str]:
-        """Every seal recomputed from the transfers as they are now: the problems found."""
+        """Every seal recomputed from the transfers as they are now, and compared with what
+        the transparency log holds: the problems found."""
         problems = []
         expected_from = 1
+        logged = self.logged()
         for seal in self.seals():
+            body = logged.pop(seal.seal_no, None)
+            if body is not None and body != seal.log_body():
+                problems.append(f"seal {seal.seal_no}: the database's seal differs from the"
+                                " one in the transparency log")
             rows = self.transfers(seal.from_seq, seal.to_seq)
             if seal.from_seq != expected_from:
                 problems.append(f"seal {seal.seal_no} starts at seq {seal.from_seq}, expected"
@@ -69,4 +86,6 @@ class SqlSealStore:
                                 f" the transfers no longer match ({len(rows)} now,"
                                 f" {seal.transfers} sealed)")
             expected_from = seal.to_seq + 1
+        problems += [f"seal {n} is in the transparency log but not in the database"
+                     for n in sorted(logged)]
         return problems
