@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -75,6 +76,19 @@ class RunningPlatform:
     env: dict[str, str]
     process: subprocess.Popen[bytes]
     log_path: Path
+    tls: bool = False  # the listeners serve HTTPS (ANFU_TLS=1)
+
+    @property
+    def ca_bundle(self) -> Path:
+        """TLS: the platform's CA certificates (issuing + root), to trust its listeners."""
+        return self.home / "tls" / "client-ca.pem"
+
+    @property
+    def verify(self) -> bool | ssl.SSLContext:
+        """TLS: httpx's ``verify=`` for this platform (True for plain HTTP)."""
+        if not self.tls:
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_bundle))
 
     def stop(self, sig: int | None = None) -> None:
         if self.process.poll() is None:
@@ -98,7 +112,8 @@ class RunningPlatform:
 
     def sms_messages(self, phone: str) -> list[dict[str, Any]]:
         """What the sandbox SMS gateway sent to ``phone``, newest first (the admin API)."""
-        reply = httpx.get(f"{self.admin}/v1/sms/outbox", params={"phone": phone, "limit": 50})
+        reply = httpx.get(f"{self.admin}/v1/sms/outbox", params={"phone": phone, "limit": 50},
+                          verify=self.verify)
         reply.raise_for_status()
         return list(reply.json()["messages"])
 
@@ -124,7 +139,7 @@ def wait_healthy(p: RunningPlatform, timeout: float = 60) -> None:
         if p.process.poll() is not None:
             raise RuntimeError("platform exited:\n" + p.logs()[-4000:])
         try:
-            if all(httpx.get(f"{u}/healthz", timeout=1).status_code == 200
+            if all(httpx.get(f"{u}/healthz", timeout=1, verify=not p.tls).status_code == 200
                    for u in (p.mobile, p.merchant, p.admin)):
                 return
         except httpx.HTTPError:
@@ -152,9 +167,11 @@ def start_platform(home: Path, **overrides: str) -> RunningPlatform:
     env.pop("ANFU_TEST_DATABASE_URL", None)
     reset_database(env["ANFU_DATABASE_URL"])
     log_path = home / "platform.log"
-    p = RunningPlatform(f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}",
-                        f"http://127.0.0.1:{ports[2]}", home, env,
-                        _spawn(env, log_path), log_path)
+    tls = env.get("ANFU_TLS", "").lower() in ("1", "true", "yes", "on")
+    scheme = "https" if tls else "http"
+    p = RunningPlatform(f"{scheme}://127.0.0.1:{ports[0]}", f"{scheme}://127.0.0.1:{ports[1]}",
+                        f"{scheme}://127.0.0.1:{ports[2]}", home, env,
+                        _spawn(env, log_path), log_path, tls)
     wait_healthy(p)
     return p
 
@@ -169,7 +186,8 @@ class MerchantIdentity:
 
 
 def create_merchant(admin_url: str, *, alg: str = "ed25519", notify_url: str | None = None,
-                    fee_bps: int | None = 60, name: str = "Test Shop") -> MerchantIdentity:
+                    fee_bps: int | None = 60, name: str = "Test Shop",
+                    verify: bool | ssl.SSLContext = True) -> MerchantIdentity:
     from anfu import crypto
 
     key = crypto.generate_private_key(alg)
@@ -178,7 +196,7 @@ def create_merchant(admin_url: str, *, alg: str = "ed25519", notify_url: str | N
                             "notify_url": notify_url}
     if fee_bps is not None:
         body["fee_bps"] = fee_bps
-    reply = httpx.post(f"{admin_url}/v1/merchants", json=body, timeout=10)
+    reply = httpx.post(f"{admin_url}/v1/merchants", json=body, timeout=10, verify=verify)
     assert reply.status_code == 201, reply.text
     data = reply.json()
     return MerchantIdentity(data["merchant_id"], data["key_id"], alg, key.private_pem(None),
@@ -259,7 +277,7 @@ def new_customer(platform: RunningPlatform, *, amount: int = 0, currency: str = 
 
     phone = "1" + str(secrets.randbelow(10**10)).zfill(10)
     client = WalletClient(platform.mobile, sms_code=lambda challenge: platform.sms_code(phone),
-                          password=lambda challenge: PASSWORD)
+                          password=lambda challenge: PASSWORD, verify=platform.verify)
     client.register(phone, PASSWORD)
     client.login(phone, PASSWORD)
     if bind_device:

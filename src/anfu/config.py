@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     webauthn_origins: str = Field("", description="passkeys: allowed origins, comma-separated"
                                   " (default: http://localhost:<mobile port>)")
 
-    # Trust (issue 4): platform keys, PKI, TLS, transaction signing, transparency log.
+    # Trust: platform keys, PKI, TLS, transaction signing, transparency log.
     keystore: str = Field("file", pattern="^(file|pkcs11)$",
                           description="where platform keys live: encrypted PKCS#8 files"
                           " under ANFU_HOME/keys, or a PKCS#11 token (HSM, SoftHSM2)")

@@ -13,6 +13,7 @@ import signal
 import socket
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 import uvloop
@@ -20,6 +21,7 @@ import uvloop
 from anfu.api import admin, merchant, mobile
 from anfu.bootstrap import Platform
 from anfu.config import Settings, split_addr
+from anfu.tls import ZoneTls, keep_fresh
 from anfu.worker import Worker
 
 log = logging.getLogger("anfu.server")
@@ -33,10 +35,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app: object) -> uvicorn.Server:
+def _server(app: object, **tls_options: Any) -> uvicorn.Server:
+    options: dict[str, Any] = {"http": "httptools", **tls_options}  # anfu.tls
     config = uvicorn.Config(app, log_config=None, access_log=False,  # type: ignore[arg-type]
-                            http="httptools", lifespan="off", backlog=4096,
-                            timeout_keep_alive=30)
+                            lifespan="off", backlog=4096, timeout_keep_alive=30, **options)
     return _Server(config)
 
 
@@ -65,11 +67,14 @@ class Listeners:
 
 async def serve(platform: Platform, listeners: Listeners, *, admin_token: str | None = None,
                 run_worker: bool = True) -> None:
-    apps = [(mobile.create_app(platform), listeners.mobile),
-            (merchant.create_app(platform), listeners.merchant)]
+    # Every listener over TLS with the platform's server certificate
+    zone_tls = ZoneTls.for_platform(platform) if platform.settings.tls else None
+    apps = [("mobile", mobile.create_app(platform), listeners.mobile),
+            ("merchant", merchant.create_app(platform), listeners.merchant)]
     if listeners.admin is not None:
-        apps.append((admin.create_app(platform, admin_token), listeners.admin))
-    servers = [(_server(app), sock) for app, sock in apps]
+        apps.append(("admin", admin.create_app(platform, admin_token), listeners.admin))
+    servers = [(_server(app, **(zone_tls.uvicorn_options(zone) if zone_tls else {})), sock)
+               for zone, app, sock in apps]
     worker = Worker(platform) if run_worker and platform.settings.run_worker else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,7 +83,11 @@ async def serve(platform: Platform, listeners: Listeners, *, admin_token: str | 
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
     if worker is not None:
         tasks.append(asyncio.create_task(worker.run()))
+    renewal = asyncio.create_task(keep_fresh(platform, zone_tls, renew=run_worker)) \
+        if zone_tls is not None else None  # renew and reload the server certificate
     await stop.wait()
+    if renewal is not None:
+        renewal.cancel()
     log.info("shutting down")
     for server, _ in servers:
         server.should_exit = True

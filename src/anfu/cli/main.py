@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from anfu.cli.keys import keys_app
+from anfu.cli.pki import pki_app
 from anfu.cli.sandbox import carrier_app, sms_app
 from anfu.cli.users import users_app
+from anfu.cli.verify import verify_app
 from anfu.config import Settings
 
 if TYPE_CHECKING:
@@ -32,7 +35,7 @@ app.add_typer(carrier_app, name="carrier",
               help="Sandbox mobile operator: network tokens and SIM changes for SIM login.")
 
 T = TypeVar("T")
-ALGS = "ed25519 | ecdsa-p256-sha256 | rsa-sha256 | sm2-sm3"
+ALGS = "ed25519 | ecdsa-p256-sha256 | rsa-sha256 | sm2-sm3 | rsa-pss-sha256"
 
 
 def _settings() -> Settings:
@@ -86,12 +89,21 @@ def run(
     workers: Annotated[int, typer.Option(envvar="ANFU_WORKERS", min=1, max=64,
                                          help="Processes serving HTTP (one per core)")]
     = 1,
+    tls: Annotated[bool, typer.Option("--tls", envvar="ANFU_TLS",
+                                      help="Serve every listener over TLS 1.3 (1.2 minimum)"
+                                      " with a certificate from the platform CA")] = False,
 ) -> None:
     """Start the mobile, merchant and admin listeners and the background worker.
 
     On first start this creates the database and platform keys under ANFU_HOME (var/).
     """
     settings = _settings()
+    if tls and not settings.tls:
+        settings = settings.model_copy(update={"tls": True})
+    if settings.merchant_mtls != "off" and not settings.tls:
+        typer.echo("configuration error: ANFU_MERCHANT_MTLS needs TLS (anfu run --tls)",
+                   err=True)
+        raise typer.Exit(2)
     if workers > 1:  # before anything imports prometheus_client
         share_metrics_between_processes(settings.home / "metrics")
 
@@ -106,12 +118,25 @@ def run(
     try:
         if seed_demo:
             seed(platform)
+        if settings.tls:  # one server certificate, made before any fork
+            from anfu.errors import AnfuError
+            from anfu.pki.service import ensure_server_certificate
+
+            try:
+                creds = ensure_server_certificate(platform)
+            except AnfuError as exc:
+                typer.echo(f"cannot serve TLS: {exc.detail}", err=True)
+                raise typer.Exit(2) from exc
+            typer.echo(f"     tls: {creds.cert_chain_pem}   (client CAs: {creds.client_ca_pem};"
+                       f" merchant mTLS: {settings.merchant_mtls})")
     finally:
         platform.close()
     listeners = Listeners.bind(settings)
+    scheme = "https" if settings.tls else "http"
     for zone, addr in (("mobile", settings.mobile_addr), ("merchant", settings.merchant_addr),
                        ("admin", settings.admin_addr)):
-        typer.echo(f"{zone:>8} zone: http://{addr}   (OpenAPI: http://{addr}/openapi.json)")
+        typer.echo(f"{zone:>8} zone: {scheme}://{addr}"
+                   f"   (OpenAPI: {scheme}://{addr}/openapi.json)")
     typer.echo(f"database: {settings.resolved_database_url}"
                + (f"   ({workers} worker processes)" if workers > 1 else ""))
     sys.stdout.flush()
@@ -217,6 +242,9 @@ def demo(
 auth_app = typer.Typer(help="Authentication: the policy in force.", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
 app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(verify_app, name="verify")
+app.add_typer(pki_app, name="pki")
 
 
 @auth_app.command("policy")
