@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anfu.api import problems
+from anfu.api import mtls, problems
 from anfu.api.common import MetricsMiddleware, add_health, json_response, path_and_query
 from anfu.api.ledger_log import log_refund
 from anfu.api.mobile import statement_page
@@ -20,6 +20,7 @@ from anfu.db.ledger_store import balances_of
 from anfu.db.merchant_store import SqlMerchantStore
 from anfu.db.uow import SqlTradeStore, SqlUnitOfWork
 from anfu.errors import NotFound
+from anfu.keys import published_keys
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.merchants import service as merchants
 from anfu.merchants.model import Merchant, MerchantKey, VerifiedRequest
@@ -64,12 +65,12 @@ class ResponseSigner:
         await self.app(scope, receive, capture)
 
     def sign(self, status: int, scope: Scope, body: bytes) -> str:
-        keys = self.platform.keys
+        signer = self.platform.keys.current  # once, so id, alg and signature agree
         timestamp, nonce = str(int(self.platform.clock())), new_nonce()
         message = response_signing_bytes(status, path_and_query(scope), timestamp, nonce, body)
-        return format_signature_header(key_id=keys.current.key_id, alg="ed25519",
+        return format_signature_header(key_id=signer.key_id, alg=signer.alg,
                                        timestamp=timestamp, nonce=nonce,
-                                       signature=keys.signing_key.sign(message))
+                                       signature=signer.sign(message))
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -78,9 +79,11 @@ def create_app(platform: Platform) -> FastAPI:
                   " responses and notifications")
     problems.install(app, "merchant",
                      lambda z, c: platform.metrics.security.labels(z, c).inc())
+    mtls.install(app, platform)  # client certificates (inside the response signer)
     app.add_middleware(ResponseSigner, platform=platform)
     app.add_middleware(MetricsMiddleware, platform=platform, zone="merchant")
     add_health(app, "merchant")
+    app.include_router(mtls.pins_router(platform))  # GET /pki/pins
     settings = platform.settings
     router = APIRouter(prefix="/v1")
 
@@ -100,6 +103,7 @@ def create_app(platform: Platform) -> FastAPI:
         verified = verifier.verify(method=request.method, path_qs=path_and_query(request.scope),
                                    authorization=request.headers.get("authorization"),
                                    body=body)
+        mtls.check_signer(platform, request.scope, verified.merchant_id)  # cert = signer
         await platform.write(lambda uow: merchants.remember_nonce(
             SqlMerchantStore(uow.conn), request=verified, window_s=settings.signature_window_s,
             now=uow.now))
@@ -112,7 +116,9 @@ def create_app(platform: Platform) -> FastAPI:
 
     @router.get("/platform/keys", summary="The platform's public keys (no signature needed)")
     async def platform_keys() -> Response:
-        return json_response({"keys": [k.public() for k in platform.keys.published]})
+        # every ring (response, receipt, log), each key with its purpose
+        return json_response({"keys": published_keys(platform.keys, platform.receipt_keys,
+                                                     platform.log_keys)})
 
     @router.post("/trades", status_code=201, summary="Create a trade")
     async def create_trade(body: NewTrade, auth: Signed) -> Response:
@@ -218,4 +224,14 @@ def create_app(platform: Platform) -> FastAPI:
         return json_response(platform.read(lambda c: event_view(c, event_id)))
 
     app.include_router(router)
+    # Merchant client certificates; CA certificates, CRL, OCSP, pins (no auth)
+    from anfu.api import pki as pki_api
+
+    app.include_router(pki_api.build_merchant_router(platform, signed))
+    pki_api.install_public(app, platform)
+    # Transparency log (no signature needed) and this merchant's receipts
+    from anfu.api import transparency
+
+    app.include_router(transparency.build_log_router(platform))
+    app.include_router(transparency.build_merchant_receipts_router(platform, signed))
     return app

@@ -68,14 +68,14 @@ class Empty(Body):
 
 class NewMerchant(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    alg: Literal["ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3"]
+    alg: Literal["ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3", "rsa-pss-sha256"]
     public_key_pem: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
     notify_url: Annotated[str, StringConstraints(max_length=1024)] | None = None
     fee_bps: Annotated[StrictInt, Field(ge=0, le=10000)] | None = None
 
 
 class NewKey(Body):
-    alg: Literal["ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3"]
+    alg: Literal["ed25519", "ecdsa-p256-sha256", "rsa-sha256", "sm2-sm3", "rsa-pss-sha256"]
     public_key_pem: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 

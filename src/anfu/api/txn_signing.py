@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
@@ -40,7 +41,6 @@ from anfu.identity.txn_signing import (
     TxnSignatureHeader,
 )
 from anfu.money import Money
-from anfu.pki import service as pki
 
 log = logging.getLogger("anfu.txn_signing")
 SIGNATURE_HEADER = "Anfu-Txn-Signature"
@@ -98,21 +98,21 @@ class TxnGate:
         parsed = None if header is None else TxnSignatureHeader.parse(header)
         device_id = c.device_id
 
-        def read(conn: Any) -> tuple[Any, Any, TxnChallenge | None]:
+        def read(conn: Any) -> tuple[dict[str, Any] | None, TxnChallenge | None]:
             assert device_id is not None
-            cert = pki.current_device_certificate(conn, device_id, now)
-            device = SqlFactorStore(conn).device(device_id) if cert is not None else None
-            ch = SqlTxnStore(conn).get(parsed.challenge) if parsed is not None else None
-            return cert, device, ch
+            store = SqlTxnStore(conn)
+            signer = store.signer(device_id, now)
+            ch = store.get(parsed.challenge) if parsed is not None and signer else None
+            return signer, ch
 
-        cert, device, ch = (None, None, None) if device_id is None else platform.read(read)
+        signer, ch = (None, None) if device_id is None else platform.read(read)
         if not policy.needed(Money(facts.amount, facts.currency),
-                             has_certificate=cert is not None and device is not None,
+                             has_certificate=signer is not None,
                              bound_device=device_id is not None):
             return None
         if parsed is None:
             await self._ask_for_signature(c, facts)
-        assert parsed is not None and device is not None and cert is not None
+        assert parsed is not None and signer is not None
         if ch is None:
             raise AuthenticationFailed("no such transaction challenge; ask for a new one",
                                        code="txn_challenge_unknown")
@@ -121,7 +121,7 @@ class TxnGate:
             used_for = platform.read(lambda conn: SqlTxnStore(conn).evidence(facts.txn_id))
             if used_for is not None and used_for.challenge == ch.challenge:
                 return TxnApproval(None, next_challenge, replay=True)
-        ch.check_usable(user_id=c.user_id, device_id=device.device_id, now=now)
+        ch.check_usable(user_id=c.user_id, device_id=signer["device_id"], now=now)
         try:
             ch.check_facts(facts)
         except AuthenticationFailed:
@@ -131,7 +131,7 @@ class TxnGate:
         message = facts.signing_bytes(ch.challenge, parsed.timestamp)
         signature = _b64url_decode(parsed.signature)
         try:
-            parse_public_jwk(device.public_jwk).verify(signature, message)
+            parse_public_jwk(orjson.loads(signer["public_jwk"])).verify(signature, message)
         except (InvalidSignature, JwkInvalid, ValueError):
             await self._failed(c, ch, "txn_signature_invalid")
             left = ch.remaining_attempts() - 1
@@ -141,9 +141,9 @@ class TxnGate:
                 code="txn_signature_invalid", remaining_attempts=left) from None
         return TxnApproval(TxnEvidence(
             txn_id=facts.txn_id, operation=facts.operation, user_id=c.user_id,
-            device_id=device.device_id, certificate_serial=cert.serial,
+            device_id=signer["device_id"], certificate_serial=signer["serial"],
             challenge=ch.challenge, signed_bytes=message, signature=signature,
-            alg=device.alg, signed_at=parsed.timestamp), next_challenge)
+            alg=signer["alg"], signed_at=parsed.timestamp), next_challenge)
 
     async def _ask_for_signature(self, c: AuthContext, facts: TxnFacts) -> None:
         ch = self.new_challenge(c, facts)

@@ -89,12 +89,17 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
     keystore = settings.home / "demo" / "device.json"
     passphrase = str(creds["customer_password"]).encode()
     # The phone keeps its key between runs: a second run logs in with it, not with an SMS.
-    buyer = (WalletClient.from_keystore(mobile_url, keystore, passphrase, **sources)
-             if keystore.exists() else WalletClient(mobile_url, **sources))
-
     def step(title: str, payload: Any) -> None:
         typer.echo(f"\n== {title}")
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+    def approve(transaction: dict[str, Any]) -> bool:
+        step("3a. the phone shows what it is asked to sign; the customer confirms", transaction)
+        return True
+
+    sources["approve_transaction"] = approve
+    buyer = (WalletClient.from_keystore(mobile_url, keystore, passphrase, **sources)
+             if keystore.exists() else WalletClient(mobile_url, **sources))
 
     out_trade_no = f"demo-{int(time.time())}-{secrets.token_hex(3)}"
     trade = shop.create_trade(out_trade_no=out_trade_no, amount=2300, currency="CNY",
@@ -113,12 +118,17 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
         step("2b. the phone binds its key (kept encrypted in var/demo/device.json): every"
              " request now carries a DPoP proof",
              {k: device[k] for k in ("device_id", "alg", "jkt", "hardware_bound")})
-    step("2c. wallet before paying", buyer.wallet())
+    certificate = buyer.request_certificate()
+    step("2c. the phone gets a device certificate from the platform CA (a CSR signed by its"
+         " key; renewed on every run)",
+         {k: certificate.get(k) for k in ("serial", "profile", "not_after", "ocsp_url")})
+    step("2d. wallet before paying", buyer.wallet())
     paid = buyer.pay(trade["trade_no"])
-    step("3. customer pays; money held in escrow" + (
-        " (a first-time payee needs level 3: the step-up was answered by the device key)"
-        if first_time else " (the login with the hardware-bound key already gave level 3)"),
-        {"status": paid["status"], "acr": buyer.me()["acr"]})
+    step("3. customer pays, the payment signed by the phone's certified key; money held in"
+         " escrow" + (
+             " (a first-time payee needs level 3: the step-up was answered by the device key)"
+             if first_time else " (the login with the hardware-bound key gave level 3)"),
+         {"status": paid["status"], "acr": buyer.me()["acr"]})
     shipped = shop.ship(trade["trade_no"])
     step("4. merchant ships", {"status": shipped["status"]})
     done = buyer.confirm(trade["trade_no"])
@@ -128,6 +138,18 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
     step("7. customer wallet after", buyer.wallet())
     events = shop.events(trade_no=trade["trade_no"])
     step("8. events written for this trade", [e["type"] for e in events["events"]])
+    keys = buyer.platform_keys()
+    bundle = buyer.verified_receipt(trade["trade_no"], keys=keys)
+    receipt_path = settings.home / "demo" / "receipt.json"
+    keys_path = settings.home / "demo" / "platform-keys.json"
+    receipt_path.write_text(json.dumps(bundle, indent=2))
+    keys_path.write_text(json.dumps({"keys": keys}, indent=2))
+    receipt = bundle["receipt"]
+    step(f"9. the platform's signed receipt, checked against the transparency log; saved,"
+         f" with the platform's keys, for `anfu verify receipt {receipt_path} --keys"
+         f" {keys_path}`",
+         {k: receipt[k] for k in ("kind", "txn_id", "amount", "currency",
+                                  "device_signature_sha256", "leaf_index", "key_id")})
 
 
 def _sandbox_code(settings: Settings, phone: str) -> str:

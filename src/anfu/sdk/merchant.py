@@ -25,6 +25,7 @@ from anfu import crypto, sigwire
 from anfu.sdk.errors import (
     NotificationSignatureError,
     ResponseSignatureError,
+    SdkError,
     json_object,
     raise_for_problem,
 )
@@ -38,6 +39,7 @@ from anfu.sdk.signatures import (
     header_value,
 )
 from anfu.sdk.signatures import verify_notification as _verify_notification
+from anfu.sdk.tls import ClientCert, Verify, client_verify
 
 KEYS_PATH = "/v1/platform/keys"
 Json = dict[str, Any]
@@ -66,7 +68,8 @@ class MerchantClient:
                  timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
                  private_key_password: bytes | None = None,
                  clock: Callable[[], float] = time.time,
-                 response_max_skew_s: float | None = DEFAULT_MAX_SKEW_S) -> None:
+                 response_max_skew_s: float | None = DEFAULT_MAX_SKEW_S,
+                 verify: Verify = True, cert: ClientCert | None = None) -> None:
         if alg not in crypto.ALGORITHMS:
             raise ValueError(f"unsupported algorithm {alg!r}; use one of"
                              f" {', '.join(crypto.ALGORITHMS)}")
@@ -83,6 +86,7 @@ class MerchantClient:
         self._keys_lock = threading.Lock()
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
                                   transport=transport,
+                                  verify=client_verify(verify, cert),  # TLS / mTLS
                                   headers={"Accept": "application/json",
                                            "User-Agent": "anfu-sdk-python"})
 
@@ -153,6 +157,19 @@ class MerchantClient:
 
     def redeliver(self, event_id: str) -> Json:
         return self._call("POST", f"/v1/events/{_seg(event_id)}/redeliver")
+
+    def receipt(self, txn_id: str, *, wait_s: float = 10.0) -> Json:
+        """The signed receipt bundle of one of your trades' payments or refunds (receipt,
+        signed tree head, inclusion proof); waits while the log sequences it. Check it with
+        ``anfu.transparency.verify.verify_receipt_bundle`` or ``anfu verify receipt``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            bundle = self._call("GET", f"/v1/receipts/{_seg(txn_id)}")
+            if bundle.get("status") != "pending":
+                return bundle
+            if time.monotonic() >= deadline:
+                raise SdkError(f"the receipt of {txn_id} is still pending after {wait_s} s")
+            time.sleep(0.2)
 
     # -- platform keys and notifications ------------------------------------------------
     def platform_keys(self) -> list[Json]:

@@ -32,6 +32,7 @@ from anfu.crypto.csr import device_csr_pem
 from anfu.crypto.jose import DeviceKey
 from anfu.crypto.keystore import load_device_keystore, save_device_keystore
 from anfu.sdk.errors import ApiError, SdkError, json_object, raise_for_problem
+from anfu.sdk.tls import ClientCert, Verify, client_verify
 from anfu.sdk.txn import Approver, answer_signature_required
 
 Json = dict[str, Any]
@@ -52,7 +53,8 @@ class MobileSession:
                  device_key: DeviceKey | None = None, device_id: str | None = None,
                  sms_code: CodeSource | None = None, totp_code: CodeSource | None = None,
                  password: Callable[[Json], str] | None = None,
-                 approve_transaction: Approver | None = None) -> None:
+                 approve_transaction: Approver | None = None,
+                 verify: Verify = True, cert: ClientCert | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.access_token = access_token
         self.refresh_token = refresh_token
@@ -73,6 +75,7 @@ class MobileSession:
         self._refresh_lock = threading.Lock()
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport,
+                                  verify=client_verify(verify, cert),
                                   headers={"Accept": "application/json",
                                            "User-Agent": "anfu-sdk-python"})
 
