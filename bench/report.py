@@ -15,6 +15,10 @@ TARGETS = {
     "flood_p99_ratio": 2.0,  # pay p99 under a login flood / pay p99 alone
     "dpop_check_us": 150.0,  # DPoP + device-signature checks, per request
     "signing_ratio": 0.80,  # pay with transaction signing / pay without
+    "issue_per_s": 500.0,  # device certificates
+    "ocsp_per_s": 5000.0,
+    "log_append_per_s": 100_000.0,  # transparency-log leaves, in batches
+    "inclusion_proof_us": 1000.0,  # at 1,000,000 leaves
 }
 LEDGER_ROWS = (("ledger", "(c) ledger alone, SQLite: one transfer per job"),
                ("ledger_batched", "(c) ledger alone, SQLite: batch API"))
@@ -263,6 +267,52 @@ def _signing_rows(signing: dict[str, Any] | None) -> list[str]:
     return rows
 
 
+def _trust_rows(phases: dict[str, Any]) -> list[str]:
+    rows = []
+    for key, label in (("pki", "(i) PKI"), ("log", "(j) transparency log"), ("tls", "(k) TLS")):
+        if "error" in phases.get(key, {}):
+            rows.append(f"| {label} | {phases[key]['error']} | | | | not measured |")
+    pki = phases.get("pki", {})
+    for run in pki.get("issuance", []):
+        rows.append(f"| (i) device certificates issued, {run['db']} ({run['count']:,} at once)"
+                    f" | {_rate(run['per_s'])}/s | | | ≥ 500/s |"
+                    f" {_at_least(run['per_s'], TARGETS['issue_per_s'])} |")
+    http = pki.get("http")
+    if http:
+        ceiling, ocsp = http["healthz"]["rps"], http["ocsp"]
+        rows.append(f"| (i) ceiling: GET /healthz | {_rate(ceiling)} req/s | | | | |")
+        rows.append(f"| (i) OCSP, cached answers | {_rate(ocsp['rps'])}/s"
+                    f" ({_pct(ocsp['rps'] / ceiling)} of /healthz) | | {_ms(ocsp['p99_us'])}"
+                    f" | ≥ 5,000/s | {_at_least(ocsp['rps'], TARGETS['ocsp_per_s'])} |")
+    log = phases.get("log", {})
+    if "append_leaves_per_s" in log:
+        rows.append(f"| (j) ceiling: bare INSERTs of leaves, SQLite |"
+                    f" {_rate(log['sqlite_insert_ceiling_rows_per_s'])} rows/s | | | | |")
+        rows.append(f"| (j) log appends through the sequencer | {_rate(log['append_leaves_per_s'])}"
+                    f" leaves/s ({_pct(log['append_vs_ceiling'])} of the ceiling) | | |"
+                    f" ≥ 100,000/s |"
+                    f" {_at_least(log['append_leaves_per_s'], TARGETS['log_append_per_s'])} |")
+        inclusion = log["inclusion_proof_us"]
+        verdict = _at_most(inclusion["p99_us"], TARGETS["inclusion_proof_us"], "µs")
+        rows.append(f"| (j) inclusion proof at {log['tree_size']:,} leaves |"
+                    f" mean {inclusion['mean_us']:.0f} µs | | {inclusion['p99_us'] / 1000:.3f}"
+                    f" | < 1 ms | {verdict} |")
+        rows.append(f"| {INDENT}consistency proof; cold rebuild of the tree |"
+                    f" mean {log['consistency_proof_us']['mean_us']:.0f} µs;"
+                    f" {log['cold_tree_rebuild_s']:.1f} s | | | | |")
+    tls = phases.get("tls", {})
+    if "keepalive_rps" in tls:
+        keep, shake = tls["keepalive_rps"], tls["handshake_ms"]
+        signed = tls["merchant_signed_ms"]
+        rows.append(f"| (k) GET /healthz keep-alive, TLS vs plain | {_rate(keep['tls'])} vs"
+                    f" {_rate(keep['plain'])} req/s ({_pct(keep['ratio_tls_to_plain'])}) | | | | |")
+        rows.append(f"| (k) new connection + request, TLS vs plain | {shake['tls']:.1f} vs"
+                    f" {shake['plain']:.1f} ms | | | | |")
+        rows.append(f"| (k) signed merchant call, mTLS vs plain | {signed['tls_mtls']:.1f} vs"
+                    f" {signed['plain']:.1f} ms ({signed['ratio_tls_to_plain']:.2f}x) | | | | |")
+    return rows
+
+
 def table(results: dict[str, Any]) -> str:
     phases = results["phases"]
     v = results.get("verdicts", {})
@@ -303,6 +353,7 @@ def table(results: dict[str, Any]) -> str:
                     f" {'yes' if check.get('ok') else 'NO'} | | | | |")
     rows += _auth_rows(phases.get("auth_crypto", {}), phases.get("wallet", {}), v)
     rows += _signing_rows(phases.get("signing"))
+    rows += _trust_rows(phases)
     foot = ("CPU: share of one core used during the measured run (the machine has"
             f" {env['cpus']}); wrk runs on the same machine. Argon2id at the platform's"
             f" default cost; DPoP proofs accepted up to {env.get('dpop_max_age_s', 60)} s old"

@@ -63,6 +63,7 @@ from phases_pay import (
     phase_pay,
     postgres_group,
 )
+from phases_trust import phase_log, phase_pki, phase_tls
 
 from anfu.config import Settings
 
@@ -77,6 +78,9 @@ PHASES = {
     "flood": "(f) pay p99 alone and under a login flood, hash pool now and as it was",
     "auth": "(g) DPoP and device-signature cost: in-process, and GET /v1/wallet end to end",
     "signing": "(h) pay path with transaction signing (device certificate) vs without",
+    "pki": "(i) device-certificate issuance/s; cached OCSP answers/s vs GET /healthz",
+    "log": "(j) transparency log: appends/s vs bare inserts; proofs at 1,000,000 leaves",
+    "tls": "(k) TLS and mutual TLS vs plain HTTP: req/s, handshake, signed merchant call",
 }
 SQLITE_PHASES = ("pay", "auth", "logins", "flood", "signing")
 
@@ -256,6 +260,10 @@ def main() -> int:
             phases["auth_crypto"] = phase_auth_crypto(b)
         if b.wants("postgres"):
             postgres_group(b, phases, bound)
+        for name, phase in (("pki", phase_pki), ("log", phase_log), ("tls", phase_tls)):
+            if b.wants(name):
+                b.log(PHASES[name])
+                phases[name] = phase(b)
     finally:
         if not args.keep:
             shutil.rmtree(b.work, ignore_errors=True)
