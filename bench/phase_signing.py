@@ -15,13 +15,15 @@ the DPoP proofs are.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import prepare
-from context import WARMUP_S, Bench, Target, describe_run, lines_needed, stored_figures
+import profiling
+from context import RESULTS, WARMUP_S, Bench, Target, describe_run, lines_needed, stored_figures
 
 from anfu.bootstrap import build
 from anfu.crypto.csr import device_csr_pem
@@ -97,11 +99,28 @@ def _run(t: Target, customers: list[prepare.Customer], seconds: float, rate: flo
     t.ensure_fresh(seconds + 15)
     count = lines_needed(rate, seconds, t.b.connections)
     path = _lines(t, customers, count, signed, label)
+    spy = None
+    if t.b.args.profile and label.endswith("-0"):
+        # The first measured run of each kind: where the CPU of Python goes (GIL samples).
+        spy = threading.Thread(target=_profile, args=(t, label, max(1, int(seconds) - 2)))
+        spy.start()
     run = t.b.wrk(t.mobile, "pay.lua", [str(path), str(t.b.threads)], seconds, t.svc)
+    if spy is not None:
+        spy.join()
     run["variant"] = "signed" if signed else "unsigned"
     run["level3_age_at_end_s"] = round(time.time() - t.prepared.proved_at, 1)
     t.pay_runs.append(run)
     return run
+
+
+def _profile(t: Target, label: str, seconds: int) -> None:
+    time.sleep(1)
+    raw = t.b.work / f"{label}-gil.txt"
+    profiling.record(t.svc.pid, seconds, raw, fmt="raw", gil=True)
+    summary = profiling.summarise(raw, top=25, seconds=seconds)
+    text = profiling.render(summary, f"== {label}: the thread holding the GIL ==")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{label}.summary.txt").write_text(text + "\n")
 
 
 def phase_signing(b: Bench, t: Target, rate: float) -> dict[str, Any]:

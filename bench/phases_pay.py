@@ -91,7 +91,7 @@ def pay_checks(b: Bench, t: Target) -> dict[str, Any]:
 
 def postgres_group(b: Bench, phases: dict[str, Any], bound: float) -> None:
     b.log("(d) pay path on PostgreSQL")
-    reason = "--no-postgres" if b.args.no_postgres else _pg_ready(b.args.pg_url)
+    reason = "--no-postgres" if b.args.no_postgres else pg_ready(b.args.pg_url)
     if reason is not None:
         b.log(f"  skipped: {reason}")
         phases["pay_postgres"] = {"skipped": reason}
@@ -115,7 +115,7 @@ def postgres_group(b: Bench, phases: dict[str, Any], bound: float) -> None:
     phases["postgres_checks"] = pay_checks(b, t)
 
 
-def _pg_ready(url: str) -> str | None:
+def pg_ready(url: str) -> str | None:
     """Create the benchmark's database if the server answers; None when ready."""
     from sqlalchemy import create_engine, make_url, text
 

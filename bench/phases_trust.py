@@ -11,6 +11,7 @@ from typing import Any
 
 import harness
 from context import Bench
+from phases_pay import pg_ready
 
 
 def _script(b: Bench, name: str, *args: str) -> dict[str, Any]:
@@ -32,8 +33,12 @@ def phase_pki(b: Bench) -> dict[str, Any]:
     against the platform's own GET /healthz."""
     args = ["--seconds", str(b.seconds), "--connections", str(b.connections),
             "--threads", str(b.threads)]
-    if not b.args.no_postgres and b.wants("postgres", "pki"):
-        args += ["--pg-url", b.args.pg_url]
+    if not b.args.no_postgres:
+        reason = pg_ready(b.args.pg_url)
+        if reason is None:
+            args += ["--pg-url", b.args.pg_url]
+        else:
+            b.log(f"  issuance on PostgreSQL left out: {reason}")
     return _script(b, "pki.py", *args)
 
 
