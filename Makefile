@@ -24,11 +24,11 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 
 # Debian packages the tests use: Chromium for tests/browser (never Playwright's own
-# download) and oathtool, the reference TOTP generator the authenticator tests compare with.
+# download), oathtool, the reference TOTP generator the authenticator tests compare with,
+# and SoftHSM2, the PKCS#11 token the platform keystore tests run against.
 tools:
 	command -v chromium >/dev/null && command -v oathtool >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq chromium oathtool)
-	# SoftHSM2, the PKCS#11 token the platform keystore tests run against.
 	command -v softhsm2-util >/dev/null && test -f /usr/lib/softhsm/libsofthsm2.so || \
 	  (apt-get update -qq && apt-get install -y -qq softhsm2)
 

@@ -376,7 +376,8 @@ def published_keys(*rings: KeyRing) -> list[dict[str, Any]]:
 
 def rotation_log_body(ring: KeyRing, entry: PublishedKey,
                       previous: PublishedKey | None) -> dict[str, Any]:
-    """The body of the ``key.rotated`` transparency-log entry for a rotation."""
+    """The body of the transparency-log entry announcing ``entry``: ``key.rotated`` after a
+    rotation, ``key.published`` (``previous`` None) for a key the log has not seen yet."""
     return {"purpose": ring.purpose, "key_id": entry.key_id, "alg": entry.alg,
             "public_key_pem": entry.public_key_pem,
             "spki_sha256": sha256_hex(platform_sig.spki_der(entry.public_key_pem)),

@@ -17,11 +17,13 @@ from sqlalchemy import Connection
 from anfu.bootstrap import Platform
 from anfu.db import outbox_store
 from anfu.db.auth_store import SqlAuthStore
+from anfu.db.log_store import SqlLogStore, transparency_log
 from anfu.db.seal_store import SqlSealStore
 from anfu.db.tables import idempotency_keys, nonces
 from anfu.db.txn_store import SqlTxnStore
 from anfu.db.uow import SqlUnitOfWork
 from anfu.errors import Conflict
+from anfu.keys import rotation_log_body
 from anfu.ledger import service as ledger
 from anfu.notify.model import after_attempt, event_body
 from anfu.sigwire import format_signature_header, new_nonce, request_signing_bytes
@@ -53,9 +55,8 @@ class Worker:
         self._next_housekeeping = 0.0
         self._next_seal = 0.0
         # Sequencer and signed tree heads (the worker runs in process 0 only)
-        from anfu.db.log_store import transparency_log
-
         self._log = transparency_log(platform)
+        self._keys_announced = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -84,8 +85,26 @@ class Worker:
             self._next_seal = self.platform.clock() + SEAL_INTERVAL_S
             await self.platform.write(
                 lambda uow: SqlSealStore(uow.conn).seal_new_transfers(uow.now))
+        if not self._keys_announced:
+            await self.announce_keys()
+            self._keys_announced = True
         await self._log.tick()  # sequence queued entries, sign a tree head when due
         return timers + sent > 0
+
+    async def announce_keys(self) -> int:
+        """Put every published platform key the log has not announced yet into it
+        (``key.published``): the first keys of each ring, made at the first start, before
+        there was a log. Rotations announce their own keys (``anfu keys rotate``)."""
+        platform = self.platform
+        rings = (platform.keys, platform.receipt_keys, platform.log_keys)
+
+        def job(uow: SqlUnitOfWork) -> int:
+            store = SqlLogStore(uow.conn)
+            return sum(store.announce_key("key.published", key.key_id, ring.purpose,
+                                          rotation_log_body(ring, key, None), uow.now)
+                       for ring in rings for key in ring.published)
+
+        return await platform.write(job)
 
     async def fire_timers(self) -> int:
         platform = self.platform

@@ -83,8 +83,8 @@ def rotate(
         entry = ring.rotate(platform.clock())
         body = rotation_log_body(ring, entry, previous)
         try:
-            platform.write_sync(lambda uow: SqlLogStore(uow.conn).enqueue(
-                "key.rotated", body, uow.now))
+            platform.write_sync(lambda uow: SqlLogStore(uow.conn).announce_key(
+                "key.rotated", entry.key_id, purpose, body, uow.now))
         except AnfuError as exc:
             typer.echo(json.dumps({"error": exc.code, "detail": "the key was rotated but the"
                                    f" log entry was not written: {exc.detail}"}), err=True)

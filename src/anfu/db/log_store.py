@@ -41,6 +41,17 @@ class SqlLogStore:
                       params)
         return int(self._raw._cursor.lastrowid)
 
+    def announce_key(self, kind: str, key_id: str, purpose: str, body: dict[str, Any],
+                     now: float) -> bool:
+        """Queue ``kind`` (``key.published`` / ``key.rotated``) for a platform key the log
+        has not announced yet; False (and nothing queued) if it already has."""
+        added = self._raw.run("INSERT INTO log_keys (key_id, purpose, logged_at) VALUES"
+                              " (:k, :p, :t) ON CONFLICT (key_id) DO NOTHING",
+                              {"k": key_id, "p": purpose, "t": now})
+        if added:
+            self.enqueue(kind, body, now)
+        return bool(added)
+
     # -- sequencer ----------------------------------------------------------------------
     def tree_size(self, *, lock: bool = False) -> int:
         sql = "SELECT tree_size FROM log_state WHERE id = 1"

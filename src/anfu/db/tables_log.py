@@ -3,6 +3,7 @@
 ``log_queue``: entries written inside their writers' transactions, waiting for the sequencer.
 ``log_leaves``: the append-only log (leaf_index = position). ``log_tree_heads``: the signed
 tree heads. ``receipts``: the signed receipt of each payment, refund, transfer, withdrawal.
+``log_keys``: the platform keys already announced in the log.
 ``log_state``: one row, locked by the sequencer (two platforms on one PostgreSQL take turns)."""
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ receipts = Table(
     Column("leaf_index", BigInteger, nullable=False),
     Column("receipt", Text, nullable=False),  # JSON, signed
     Column("created_at", Float, nullable=False),
+)
+
+# Every platform key the log has announced (``key.published`` or ``key.rotated``), so each
+# is announced exactly once, in the transaction that enqueues its entry.
+log_keys = Table(
+    "log_keys", metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("logged_at", Float, nullable=False),
 )
 
 log_state = Table(

@@ -24,7 +24,8 @@ RECEIPT_VERSION = "ANFU-RECEIPT-V1"
 STH_VERSION = "ANFU-STH-V1"
 RECEIPT_KINDS = frozenset({"payment", "refund", "transfer", "withdrawal"})
 KINDS = frozenset({"payment", "refund", "transfer", "withdrawal", "topup",
-                   "certificate.issued", "certificate.revoked", "key.rotated",
+                   "certificate.issued", "certificate.revoked", "key.published",
+                   "key.rotated",
                    "operator.action", "ledger.batch"})
 MAX_KIND = 32
 MAX_ENTRIES_PER_PAGE = 1000

@@ -66,10 +66,14 @@ def anfu(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_operator_action_is_logged_and_provably_included(platform: RunningPlatform) -> None:
     m = create_merchant(platform.admin, name="Logged Shop")
-    head = sth_covering(platform, 1)
-    found = [e for e in entries(platform, 0, head["tree_size"] - 1)
-             if e["kind"] == "operator.action"]
-    assert found, "the merchant creation was not logged"
+
+    def logged() -> tuple[Json, list[Json]] | None:
+        head = sth_covering(platform, 1)
+        found = [e for e in entries(platform, 0, head["tree_size"] - 1)
+                 if e["kind"] == "operator.action"]
+        return (head, found) if found else None
+
+    head, found = eventually(logged, timeout=15)  # the merchant creation is logged
     data = base64.b64decode(found[-1]["leaf_input"])
     body = json.loads(data.split(b"\n", 1)[1])["body"]
     assert body["method"] == "POST" and body["path"] == "/v1/merchants"
@@ -174,3 +178,37 @@ def test_consistency_between_two_tree_heads(platform: RunningPlatform,
     assert refused.returncode == 1 and "FAILED sth_signature" in refused.stdout
     with pytest.raises(VerificationFailed):
         verify_sth_consistency(old, forged, proof["consistency"], published)
+
+
+def _announced(platform: RunningPlatform) -> list[Json]:
+    head = httpx.get(f"{platform.mobile}/log/v1/get-sth").json()
+    if not head["tree_size"]:
+        return []
+    out = []
+    for e in entries(platform, 0, head["tree_size"] - 1):
+        if e["kind"] == "key.published":
+            out.append(json.loads(base64.b64decode(e["leaf_input"]).split(b"\n", 1)[1])["body"])
+    return out
+
+
+def test_the_first_keys_are_announced_in_the_log_once(tmp_path: Path) -> None:
+    running = start(tmp_path / "keys", ANFU_LOG_STH_INTERVAL_S="0.2")
+    try:
+        published = {k["key_id"]: k for k in keys(running)}
+        assert {k["purpose"] for k in published.values()} == {"response", "receipt", "log"}
+        announced = eventually(lambda: (found := _announced(running)) and len(found) >= 3
+                               and found, timeout=15)
+        assert {a["key_id"] for a in announced} == set(published)
+        for a in announced:
+            key = published[a["key_id"]]
+            assert (a["purpose"], a["alg"], a["public_key_pem"]) == (
+                key["purpose"], key["alg"], key["public_key_pem"])
+            assert a["previous_key_id"] is None
+        running.restart()  # a restart announces nothing again
+        create_merchant(running.admin, name="After Restart")
+        eventually(lambda: any(e["kind"] == "operator.action" for e in entries(
+            running, 0, httpx.get(f"{running.mobile}/log/v1/get-sth").json()["tree_size"] - 1)
+            if e["leaf_index"] >= 3), timeout=15)
+        assert len(_announced(running)) == 3
+    finally:
+        running.stop()

@@ -55,6 +55,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("txn_id", name=op.f("pk_receipts")),
     )
     op.create_table(
+        "log_keys",
+        sa.Column("key_id", sa.String(length=64), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("logged_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("key_id", name=op.f("pk_log_keys")),
+    )
+    op.create_table(
         "log_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("tree_size", sa.BigInteger(), nullable=False),
@@ -65,6 +72,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("log_state")
+    op.drop_table("log_keys")
     op.drop_table("receipts")
     op.drop_table("log_tree_heads")
     op.drop_index("ix_log_leaves_leaf_hash", table_name="log_leaves")
