@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Header
 from starlette.responses import Response
 
-from anfu.api import admin_identity, problems, txn_signing
+from anfu.api import admin_identity, pki, problems, txn_signing
 from anfu.api.common import MetricsMiddleware, add_health, json_response
 from anfu.api.schemas import NewKey, NewMerchant
+from anfu.api.transparency import OperatorActionLog
 from anfu.bootstrap import Platform
 from anfu.db.ledger_store import check_invariants
 from anfu.db.merchant_store import SqlMerchantStore
@@ -24,8 +25,6 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
     problems.install(app, "admin", lambda z, c: platform.metrics.security.labels(z, c).inc())
     app.add_middleware(MetricsMiddleware, platform=platform, zone="admin")
     # Every successful mutating call becomes an operator.action log entry
-    from anfu.api.transparency import OperatorActionLog
-
     app.add_middleware(OperatorActionLog, platform=platform)
     add_health(app, "admin")
 
@@ -95,9 +94,7 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
     admin_identity.build_router(platform, router)
     app.include_router(router)
     # CAs, issuance, revocation
-    from anfu.api import pki as pki_api
-
-    app.include_router(pki_api.build_admin_router(platform), dependencies=[Depends(operator)])
+    app.include_router(pki.build_admin_router(platform), dependencies=[Depends(operator)])
     app.include_router(txn_signing.build_admin_router(platform),
                        dependencies=[Depends(operator)])
     return app

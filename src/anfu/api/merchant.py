@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anfu.api import mtls, problems
+from anfu.api import mtls, pki, problems, public_trust, transparency
 from anfu.api.common import MetricsMiddleware, add_health, json_response, path_and_query
 from anfu.api.ledger_log import log_refund
 from anfu.api.mobile import statement_page
@@ -20,7 +20,6 @@ from anfu.db.ledger_store import balances_of
 from anfu.db.merchant_store import SqlMerchantStore
 from anfu.db.uow import SqlTradeStore, SqlUnitOfWork
 from anfu.errors import NotFound
-from anfu.keys import published_keys
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.merchants import service as merchants
 from anfu.merchants.model import Merchant, MerchantKey, VerifiedRequest
@@ -83,7 +82,6 @@ def create_app(platform: Platform) -> FastAPI:
     app.add_middleware(ResponseSigner, platform=platform)
     app.add_middleware(MetricsMiddleware, platform=platform, zone="merchant")
     add_health(app, "merchant")
-    app.include_router(mtls.pins_router(platform))  # GET /pki/pins
     settings = platform.settings
     router = APIRouter(prefix="/v1")
 
@@ -113,12 +111,6 @@ def create_app(platform: Platform) -> FastAPI:
     timers = trades.TradeTimers(pay_timeout_s=settings.pay_timeout_s,
                                 confirm_timeout_s=settings.confirm_timeout_s,
                                 max_pay_timeout_s=settings.max_pay_timeout_s)
-
-    @router.get("/platform/keys", summary="The platform's public keys (no signature needed)")
-    async def platform_keys() -> Response:
-        # every ring (response, receipt, log), each key with its purpose
-        return json_response({"keys": published_keys(platform.keys, platform.receipt_keys,
-                                                     platform.log_keys)})
 
     @router.post("/trades", status_code=201, summary="Create a trade")
     async def create_trade(body: NewTrade, auth: Signed) -> Response:
@@ -224,14 +216,7 @@ def create_app(platform: Platform) -> FastAPI:
         return json_response(platform.read(lambda c: event_view(c, event_id)))
 
     app.include_router(router)
-    # Merchant client certificates; CA certificates, CRL, OCSP, pins (no auth)
-    from anfu.api import pki as pki_api
-
-    app.include_router(pki_api.build_merchant_router(platform, signed))
-    pki_api.install_public(app, platform)
-    # Transparency log (no signature needed) and this merchant's receipts
-    from anfu.api import transparency
-
-    app.include_router(transparency.build_log_router(platform))
+    app.include_router(pki.build_merchant_router(platform, signed))
     app.include_router(transparency.build_merchant_receipts_router(platform, signed))
+    public_trust.install(app, platform)
     return app

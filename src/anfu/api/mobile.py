@@ -14,7 +14,16 @@ from starlette.responses import Response
 
 from anfu.adapters.bank import BankDeclined, BankUnavailable
 from anfu.adapters.carrier import SandboxCarrier
-from anfu.api import cert_login, factors, problems, sessions, txn_signing
+from anfu.api import (
+    cert_login,
+    factors,
+    pki,
+    problems,
+    public_trust,
+    sessions,
+    transparency,
+    txn_signing,
+)
 from anfu.api.auth import AuthContext, Authenticator, auth_dependency
 from anfu.api.common import (
     MetricsMiddleware,
@@ -38,7 +47,6 @@ from anfu.db.wallet_store import SqlWalletStore
 from anfu.errors import InvalidRequest, NotFound, UpstreamFailed
 from anfu.identity import service as identity
 from anfu.identity.txn_signing import TxnFacts, TxnOperation
-from anfu.keys import published_keys
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.money import Money
 from anfu.trades import service as trades
@@ -56,9 +64,6 @@ def create_app(platform: Platform) -> FastAPI:
     problems.install(app, "mobile", lambda z, c: platform.metrics.security.labels(z, c).inc())
     app.add_middleware(MetricsMiddleware, platform=platform, zone="mobile")
     add_health(app, "mobile")
-    from anfu.api.mtls import pins_router  # GET /pki/pins
-
-    app.include_router(pins_router(platform))
     router = APIRouter(prefix="/v1")
     settings = platform.settings
 
@@ -66,13 +71,6 @@ def create_app(platform: Platform) -> FastAPI:
     kit = IdentityKit(platform)
     gate = TxnGate(platform)
     current = Depends(auth_dependency(authenticator))
-
-    # The platform's public keys, for apps that check receipts and the log
-    @router.get("/platform/keys", summary="The platform's public keys (response, receipt,"
-                " log), each with its purpose and validity")
-    async def platform_keys() -> Response:
-        return json_response({"keys": published_keys(platform.keys, platform.receipt_keys,
-                                                     platform.log_keys)})
 
     @router.post("/users", status_code=201, summary="Create a customer account")
     async def create_user(body: NewUser) -> Response:
@@ -281,20 +279,13 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(factors.build_router(kit, authenticator))
     app.include_router(txn_signing.build_router(gate, authenticator))
     app.include_router(cert_login.build_router(kit))
-    # Transparency log (no auth) and the owner's receipts
-    from anfu.api import transparency
-
-    app.include_router(transparency.build_log_router(platform))
     app.include_router(transparency.build_mobile_receipts_router(platform, authenticator,
                                                                  current))
-    # Device certificates; CA certificates, CRL, OCSP, pins (no auth)
-    from anfu.api import pki as pki_api
-
-    app.include_router(pki_api.build_mobile_router(platform, authenticator))
-    pki_api.install_public(app, platform)
+    app.include_router(pki.build_mobile_router(platform, authenticator))
     add_web_pages(app)
     if platform.settings.env != "production" and isinstance(platform.carrier, SandboxCarrier):
         add_sandbox_carrier(app, platform.carrier)
+    public_trust.install(app, platform)
     return app
 
 

@@ -32,8 +32,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from anfu.api.common import json_response
 from anfu.api.problems import problem_of
 from anfu.bootstrap import Platform
+from anfu.crypto import x509 as X
 from anfu.errors import AnfuError, AuthenticationFailed, Forbidden
 from anfu.pki.model import VerifiedCertificate
+from anfu.pki.service import authority, verify_certificate
+from anfu.tls import pem_certificates, serving_tls
 
 log = logging.getLogger("anfu.mtls")
 
@@ -90,8 +93,6 @@ class CertificateChecker:
         hit = self._cache.get(pem)
         if hit is not None and hit[0] > now:
             return hit[1]
-        from anfu.pki.service import verify_certificate
-
         der = ssl.PEM_cert_to_DER_cert(pem)
         cert = self.platform.read(lambda c: verify_certificate(
             c, der, profile="merchant", now=self.platform.clock()))
@@ -171,10 +172,6 @@ def install(app: FastAPI, platform: Platform) -> None:
 def pins_of(platform: Platform) -> list[dict[str, Any]]:
     """RFC 7469 pin-sha256 of every root and issuing CA still valid (the backup pins) and,
     when the listeners serve TLS, of the current server certificate."""
-    from anfu.crypto import x509 as X
-    from anfu.pki.service import authority
-    from anfu.tls import pem_certificates, serving_tls
-
     now = platform.clock()
     out: list[dict[str, Any]] = []
     for kind in ("server", "issuing", "root"):

@@ -25,7 +25,6 @@ from anfu import crypto, sigwire
 from anfu.sdk.errors import (
     NotificationSignatureError,
     ResponseSignatureError,
-    SdkError,
     json_object,
     raise_for_problem,
 )
@@ -40,6 +39,7 @@ from anfu.sdk.signatures import (
 )
 from anfu.sdk.signatures import verify_notification as _verify_notification
 from anfu.sdk.tls import ClientCert, Verify, client_verify
+from anfu.sdk.txn import poll_receipt
 
 KEYS_PATH = "/v1/platform/keys"
 Json = dict[str, Any]
@@ -162,14 +162,11 @@ class MerchantClient:
         """The signed receipt bundle of one of your trades' payments or refunds (receipt,
         signed tree head, inclusion proof); waits while the log sequences it. Check it with
         ``anfu.transparency.verify.verify_receipt_bundle`` or ``anfu verify receipt``."""
-        deadline = time.monotonic() + wait_s
-        while True:
+        def fetch() -> Json | None:
             bundle = self._call("GET", f"/v1/receipts/{_seg(txn_id)}")
-            if bundle.get("status") != "pending":
-                return bundle
-            if time.monotonic() >= deadline:
-                raise SdkError(f"the receipt of {txn_id} is still pending after {wait_s} s")
-            time.sleep(0.2)
+            return None if bundle.get("status") == "pending" else bundle
+
+        return poll_receipt(fetch, txn_id, wait_s)
 
     # -- platform keys and notifications ------------------------------------------------
     def platform_keys(self) -> list[Json]:

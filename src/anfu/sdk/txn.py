@@ -1,6 +1,6 @@
 """The phone's half of transaction signing (book 3.6): build the ANFU-TXN-V1 bytes from the
 transaction the customer approved, never from text the server sent, and sign them with the
-device key (the key of the device certificate)."""
+device key (the key of the device certificate); and waiting for the platform's receipt."""
 
 from __future__ import annotations
 
@@ -49,3 +49,16 @@ def answer_signature_required(key: DeviceKey | None, problem: Json,
     if approve is not None and not approve(facts.public()):
         raise SdkError("the person declined the transaction on the phone")
     return signature_header(key, facts, str(problem["challenge"]))
+
+
+def poll_receipt(fetch: Callable[[], Json | None], txn_id: str, wait_s: float) -> Json:
+    """``fetch()`` (None while the receipt is pending: the log has not sequenced it or no
+    tree head covers it yet) until it gives the bundle, for at most ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        bundle = fetch()
+        if bundle is not None:
+            return bundle
+        if time.monotonic() >= deadline:
+            raise SdkError(f"the receipt of {txn_id} is still pending after {wait_s} s")
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))

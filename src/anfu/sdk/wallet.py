@@ -15,13 +15,13 @@ call retried once with the same key. Authentication itself lives in ``mobile_aut
 
 from __future__ import annotations
 
-import time
 import uuid
 from types import TracebackType
 from typing import Any
 
-from anfu.sdk.errors import SdkError, json_object, raise_for_problem
+from anfu.sdk.errors import json_object, raise_for_problem
 from anfu.sdk.mobile_auth import MobileSession, _seg
+from anfu.sdk.txn import poll_receipt
 from anfu.transparency.verify import verify_receipt_bundle
 
 Json = dict[str, Any]
@@ -105,17 +105,16 @@ class WalletClient(MobileSession):
         """The signed receipt bundle of a payment, refund, transfer or withdrawal: the
         receipt, a signed tree head and the inclusion proof. Waits while it is being
         sequenced into the transparency log (about ANFU_LOG_STH_INTERVAL_S)."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            response = self._http.request(
-                "GET", f"/v1/receipts/{_seg(txn_id)}",
-                headers=self.auth_headers("GET", f"/v1/receipts/{_seg(txn_id)}"))
-            if response.status_code != 202:
-                raise_for_problem(response)
-                return json_object(response)
-            if time.monotonic() >= deadline:
-                raise SdkError(f"the receipt of {txn_id} is still pending after {wait_s} s")
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        path = f"/v1/receipts/{_seg(txn_id)}"
+
+        def fetch() -> Json | None:
+            response = self._http.request("GET", path, headers=self.auth_headers("GET", path))
+            if response.status_code == 202:
+                return None
+            raise_for_problem(response)
+            return json_object(response)
+
+        return poll_receipt(fetch, txn_id, wait_s)
 
     def verified_receipt(self, txn_id: str, *, keys: list[Json] | None = None,
                          wait_s: float = 10.0) -> Json:
