@@ -9,9 +9,12 @@ Request (and notification: method POST, the notify URL's path and query)::
 
     ANFU-SIG-V1\\n<METHOD>\\n<path?query as sent>\\n<timestamp>\\n<nonce>\\n<hex sha256(body)>\\n
 
-Response::
+Response (``merchant_id`` and ``request_nonce`` from the request's Authorization header, or
+``-`` for an unsigned request), so one merchant's signed answer never verifies as another's,
+nor as the answer to another request::
 
-    ANFU-SIG-V1\\n<status>\\n<request path?query>\\n<timestamp>\\n<nonce>\\n<hex sha256(body)>\\n
+    ANFU-SIG-V1\\n<status>\\n<request path?query>\\n<timestamp>\\n<nonce>\\n<merchant_id>\\n
+    <request_nonce>\\n<hex sha256(body)>\\n
 """
 
 from __future__ import annotations
@@ -75,14 +78,16 @@ def _line(value: str, what: str) -> str:
     return value
 
 
-def _signing_bytes(first: str, path_qs: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+def _signing_bytes(first: str, path_qs: str, timestamp: str, nonce: str, body: bytes,
+                   bound: tuple[str, ...] = ()) -> bytes:
     if not path_qs.startswith("/"):
         raise ValueError("path_qs must be the request path (and query), starting with '/'")
     if not _TIMESTAMP.fullmatch(timestamp):
         raise ValueError("timestamp must be decimal digits")
     if not _NONCE.fullmatch(nonce):
         raise ValueError("nonce must be 16-64 characters of A-Z a-z 0-9 _ -")
-    fields = (SCHEME, first, _line(path_qs, "path_qs"), timestamp, nonce)
+    fields = (SCHEME, first, _line(path_qs, "path_qs"), timestamp, nonce,
+              *(_line(value, "bound field") for value in bound))
     text = "\n".join((*fields, hashlib.sha256(body).hexdigest())) + "\n"
     return text.encode("utf-8")
 
@@ -103,13 +108,34 @@ def notification_signing_bytes(
     return request_signing_bytes("POST", notify_path_qs, timestamp, nonce, body)
 
 
+UNSIGNED = "-"  # merchant id and request nonce of a response to an unsigned request
+
+
 def response_signing_bytes(
-    status: int, path_qs: str, timestamp: str, nonce: str, body: bytes
+    status: int, path_qs: str, timestamp: str, nonce: str, body: bytes, *,
+    merchant_id: str = UNSIGNED, request_nonce: str = UNSIGNED,
 ) -> bytes:
-    """What the platform signs for its answer to the request at ``path_qs``."""
+    """What the platform signs for its answer to ``merchant_id``'s request (the one that
+    carried ``request_nonce``) at ``path_qs``."""
     if type(status) is not int or not 100 <= status <= 599:
         raise ValueError("status must be an HTTP status code")
-    return _signing_bytes(str(status), path_qs, timestamp, nonce, body)
+    if not (merchant_id == UNSIGNED or _ID.fullmatch(merchant_id)):
+        raise ValueError("merchant_id must be visible ASCII without quotes or backslashes")
+    if not (request_nonce == UNSIGNED or _NONCE.fullmatch(request_nonce)):
+        raise ValueError("request_nonce must be 16-64 characters of A-Z a-z 0-9 _ -")
+    return _signing_bytes(str(status), path_qs, timestamp, nonce, body,
+                          (merchant_id, request_nonce))
+
+
+def request_binding(authorization: str | None) -> tuple[str, str]:
+    """(merchant_id, nonce) that a response to a request with this Authorization header is
+    bound to: the header's own claims, or ``-`` twice when it is missing or unreadable (the
+    answer is then an error that names no merchant)."""
+    try:
+        sig = parse_authorization(authorization)
+    except AuthenticationFailed:
+        return UNSIGNED, UNSIGNED
+    return sig.merchant_id, sig.nonce
 
 
 # --- headers -------------------------------------------------------------------------------

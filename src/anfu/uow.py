@@ -9,13 +9,20 @@ from typing import Protocol
 from anfu.ledger.ports import LedgerStore
 from anfu.trades.ports import JobStore, Outbox, TradeStore
 
+IN_PROGRESS = 0  # the status code of a reserved key whose answer is not known yet
+
 
 class IdempotencyStore(Protocol):
     def find(self, scope: str, key: str) -> tuple[str, int, str] | None:
         """(request_hash, status_code, response_body) of an earlier call, if kept."""
 
+    def reserve(self, scope: str, key: str, request_hash: str) -> None:
+        """Bind ``key`` to this request before an outside party is called, so that the same
+        key with another request is refused while the first is still in flight."""
+
     def save(self, scope: str, key: str, request_hash: str, status_code: int,
-             body: str) -> None: ...
+             body: str) -> None:
+        """Keep the answer (replacing this key's reservation, if any)."""
 
 
 class UnitOfWork(Protocol):

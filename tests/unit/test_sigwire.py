@@ -33,14 +33,19 @@ def test_request_signing_bytes_are_exact() -> None:
 
 
 def test_response_and_notification_signing_bytes() -> None:
-    got = sigwire.response_signing_bytes(201, "/v1/trades", "1750000001", NONCE, BODY)
+    got = sigwire.response_signing_bytes(201, "/v1/trades", "1750000001", NONCE, BODY,
+                                         merchant_id="m_1", request_nonce=NONCE[::-1])
     assert (
         got
         == (
-            f"ANFU-SIG-V1\n201\n/v1/trades\n1750000001\n{NONCE}\n"
+            f"ANFU-SIG-V1\n201\n/v1/trades\n1750000001\n{NONCE}\nm_1\n{NONCE[::-1]}\n"
             f"{hashlib.sha256(BODY).hexdigest()}\n"
         ).encode()
     )
+    unsigned = sigwire.response_signing_bytes(200, "/v1/platform/keys", "1", NONCE, BODY)
+    assert f"\n{NONCE}\n-\n-\n".encode() in unsigned
+    with pytest.raises(ValueError):
+        sigwire.response_signing_bytes(200, "/", "1", NONCE, b"", merchant_id="a\nb")
     assert sigwire.notification_signing_bytes("/notify?shop=1", "1", NONCE, BODY) == (
         sigwire.request_signing_bytes("POST", "/notify?shop=1", "1", NONCE, BODY)
     )

@@ -4,6 +4,7 @@ health, request metrics."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from anfu.bootstrap import Platform
 from anfu.db.uow import SqlUnitOfWork
 from anfu.errors import Conflict, InvalidRequest
+from anfu.uow import IN_PROGRESS
 
 JSON = "application/json"
 
@@ -52,16 +54,18 @@ def check_idempotency_key(key: str | None, *, required: bool) -> str | None:
 
 def stored_answer(uow: SqlUnitOfWork, scope: str, key: str,
                   fingerprint: str) -> tuple[int, bytes] | None:
-    """The (status, body) kept for an earlier call with this key, if any; the same key with
-    another request is a conflict."""
+    """The (status, body) kept for an earlier call with this key, if any. The key binds the
+    whole request: the same key with another method, path or body is a conflict, checked
+    before anything else. A key reserved by a call still in flight has no answer yet."""
     found = uow.idempotency.find(scope, key)
     if found is None:
         return None
     stored_hash, status, body = found
-    if stored_hash != fingerprint:
-        raise Conflict("this Idempotency-Key was used with another request",
+    if not hmac.compare_digest(stored_hash, fingerprint):
+        raise Conflict("this Idempotency-Key was used with another request (another amount,"
+                       " currency, payee or path): use a new key for a new request",
                        code="idempotency_key_reused")
-    return status, body.encode()
+    return None if status == IN_PROGRESS else (status, body.encode())
 
 
 Effect = Callable[[SqlUnitOfWork], tuple[int, Any]]

@@ -23,7 +23,12 @@ from anfu.errors import NotFound
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.merchants import service as merchants
 from anfu.merchants.model import Merchant, MerchantKey, VerifiedRequest
-from anfu.sigwire import format_signature_header, new_nonce, response_signing_bytes
+from anfu.sigwire import (
+    format_signature_header,
+    new_nonce,
+    request_binding,
+    response_signing_bytes,
+)
 from anfu.trades import service as trades
 from anfu.trades.model import Refund, Trade, TradeMode
 
@@ -66,7 +71,11 @@ class ResponseSigner:
     def sign(self, status: int, scope: Scope, body: bytes) -> str:
         signer = self.platform.keys.current  # once, so id, alg and signature agree
         timestamp, nonce = str(int(self.platform.clock())), new_nonce()
-        message = response_signing_bytes(status, path_and_query(scope), timestamp, nonce, body)
+        authorization = next((v.decode("latin-1") for k, v in scope.get("headers", ())
+                              if k == b"authorization"), None)
+        merchant_id, request_nonce = request_binding(authorization)
+        message = response_signing_bytes(status, path_and_query(scope), timestamp, nonce, body,
+                                         merchant_id=merchant_id, request_nonce=request_nonce)
         return format_signature_header(key_id=signer.key_id, alg=signer.alg,
                                        timestamp=timestamp, nonce=nonce,
                                        signature=signer.sign(message))

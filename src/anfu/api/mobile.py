@@ -4,6 +4,8 @@ call asks the auth policy for its assurance level; every money move takes an
 
 
 import hashlib
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from sqlalchemy import text
 from starlette.responses import Response
 
-from anfu.adapters.bank import BankDeclined, BankUnavailable
+from anfu.adapters.bank import BankDeclined, BankReplyMismatch, BankUnavailable
 from anfu.adapters.carrier import SandboxCarrier
 from anfu.api import (
     cert_login,
@@ -44,7 +46,7 @@ from anfu.db.raw import Raw
 from anfu.db.uow import SqlTradeStore, SqlUnitOfWork, new_id, trade_from_row
 from anfu.db.user_store import SqlUserStore
 from anfu.db.wallet_store import SqlWalletStore
-from anfu.errors import InvalidRequest, NotFound, UpstreamFailed
+from anfu.errors import Conflict, InvalidRequest, NotFound, UpstreamFailed
 from anfu.identity import service as identity
 from anfu.identity.txn_signing import TxnFacts, TxnOperation
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
@@ -52,6 +54,7 @@ from anfu.money import Money
 from anfu.trades import service as trades
 from anfu.wallet import service as wallet
 
+log = logging.getLogger("anfu.mobile")
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 TxnSignature = Annotated[str | None, Header(alias=SIGNATURE_HEADER)]
 BANK = "sandbox"
@@ -104,13 +107,18 @@ def create_app(platform: Platform) -> FastAPI:
                              raw: bytes, path: str, signature: str | None = None) -> Response:
         key = check_idempotency_key(key, required=True)
         assert key is not None
+        user_id = c.user_id
+        fingerprint = request_hash("POST", path, raw)
+        scope = f"user:{user_id}"
+        # The key binds the whole request: compared before any policy step or bank call.
+        earlier = platform.read(lambda conn: peek_answer(conn, platform, scope, key,
+                                                         fingerprint))
+        if earlier is not None:
+            return replayed(earlier)
         await authenticator.require(c, f"{kind}.create",
                                     amount=Money(body.amount, body.currency),
                                     payee="your bank account")
-        user_id = c.user_id
         op_id = "b" + hashlib.sha256(f"{user_id}\n{kind}\n{key}".encode()).hexdigest()[:24]
-        fingerprint = request_hash("POST", path, raw)
-        scope = f"user:{user_id}"
         approval = None
         if kind == "withdrawal":
             approval = await gate.approve(c, TxnFacts(
@@ -118,10 +126,13 @@ def create_app(platform: Platform) -> FastAPI:
                 signature)
         evidence = approval.evidence if approval is not None else None
 
-        def begin(uow: SqlUnitOfWork) -> tuple[wallet.BankOperation | None, bytes | None]:
+        def begin(uow: SqlUnitOfWork) -> tuple[wallet.BankOperation | None,
+                                               tuple[int, bytes] | None]:
             stored = stored_answer(uow, scope, key, fingerprint)
             if stored is not None:
-                return None, stored[1]
+                return None, stored
+            if uow.idempotency.find(scope, key) is None:
+                uow.idempotency.reserve(scope, key, fingerprint)
             gate.commit(uow, approval, op_id)
             return wallet.begin_bank_op(uow, SqlWalletStore(uow.conn), op_id=op_id,
                                         user_id=user_id, kind=kind, amount=body.amount,
@@ -130,16 +141,30 @@ def create_app(platform: Platform) -> FastAPI:
 
         op, stored = await platform.write(begin)
         if stored is not None:
-            return Response(stored, 201, media_type="application/json",
-                            headers={"Idempotent-Replayed": "true"})
+            return replayed(stored)
         assert op is not None
-        call = platform.bank.charge if kind == "topup" else platform.bank.payout
+        if op.status == "review":
+            raise Conflict(f"bank operation {op.op_id} is held for reconciliation with the"
+                           " bank; an operator settles it", code="bank_operation_in_review")
+        # The bank is asked for the operation as recorded, never for the request's figures.
+        call = platform.bank.charge if op.kind == "topup" else platform.bank.payout
         try:
-            reply = await call(reference=op_id, account=user_id, amount=body.amount,
-                               currency=body.currency)
+            reply = await call(reference=op.op_id, account=op.user_id, amount=op.amount,
+                               currency=op.currency)
         except BankUnavailable as exc:
             raise UpstreamFailed(f"the bank did not answer ({exc}); retry with the same"
                                  " Idempotency-Key", code="bank_unavailable") from exc
+        except BankReplyMismatch as exc:
+            reason, held = str(exc), op.op_id
+            await platform.write(lambda uow: wallet.hold_for_reconciliation(
+                SqlWalletStore(uow.conn), op_id=held, reason=reason))
+            platform.metrics.security.labels("mobile", "bank_reply_mismatch").inc()
+            log.warning("bank reply refused", extra={"op_id": op.op_id,
+                                                     "check": f"bank_{exc.field}_mismatch"})
+            raise UpstreamFailed(f"the bank's answer did not match operation {op.op_id}"
+                                 f" ({exc.field} differs): nothing was booked, the operation"
+                                 " is held for reconciliation", code="bank_reply_mismatch",
+                                 operation_id=op.op_id) from None
         except BankDeclined as exc:
             outcome: dict[str, Any] = {"succeeded": False, "failure": str(exc)}
         else:
@@ -173,52 +198,52 @@ def create_app(platform: Platform) -> FastAPI:
     async def p2p(body: P2PTransfer, request: Request, key: IdemKey = None,
                   signature: TxnSignature = None, c: AuthContext = current) -> Response:
         key = check_idempotency_key(key, required=True)
+        assert key is not None
         if (body.to_phone is None) == (body.to_user_id is None):
             raise InvalidRequest("give exactly one of to_phone and to_user_id",
                                  code="payee_required")
         user_id = c.user_id
-
-        def payee_facts(conn: Any) -> tuple[str, str, bool] | None:
-            users = SqlUserStore(conn)
-            payee = (users.user_by_phone(body.to_phone) if body.to_phone
-                     else users.user(body.to_user_id or ""))
-            if payee is None:
-                return None
-            return payee.user_id, mask_phone(payee.phone), paid_before(
-                conn, "SELECT 1 FROM p2p_transfers WHERE payer_id = :u AND payee_id = :p"
-                " LIMIT 1", user_id, payee.user_id)
-
-        facts = platform.read(payee_facts)
+        fingerprint = request_hash("POST", request.url.path, await request.body())
+        scope = f"user:{user_id}"
+        earlier = platform.read(lambda conn: peek_answer(conn, platform, scope, key,
+                                                         fingerprint))
+        if earlier is not None:
+            return replayed(earlier)
+        facts = platform.read(lambda conn: payee_facts(conn, body, user_id))
+        if facts is None:
+            # Never decide for a payee the policy has not seen: an unknown payee is refused
+            # (a payee signing up meanwhile cannot slip past step-up or signing).
+            raise NotFound("no customer with that phone or id", code="payee_not_found")
         # Known before the write, so that the phone can sign it.
         transfer_no = "P" + hashlib.sha256(f"{user_id}\ntransfer\n{key}".encode()).hexdigest()[:20]
-        approval = None
-        if facts is not None:
-            await authenticator.require(c, "transfer.create",
-                                        amount=Money(body.amount, body.currency),
-                                        payee=facts[1], first_time_payee=not facts[2])
-            approval = await gate.approve(c, TxnFacts(
-                TxnOperation.TRANSFER, transfer_no, body.amount, body.currency, facts[0],
-                facts[1]), signature)
+        await authenticator.require(c, "transfer.create",
+                                    amount=Money(body.amount, body.currency),
+                                    payee=facts.masked_phone,
+                                    first_time_payee=not facts.paid_before)
+        approval = await gate.approve(c, TxnFacts(
+            TxnOperation.TRANSFER, transfer_no, body.amount, body.currency, facts.user_id,
+            facts.masked_phone), signature)
         evidence = approval.evidence if approval is not None else None
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
-            users = SqlUserStore(uow.conn)
-            payee = (users.user_by_phone(body.to_phone) if body.to_phone
-                     else users.user(body.to_user_id or ""))
-            if payee is None:
-                raise NotFound("no customer with that phone or id", code="payee_not_found")
+            # The decision above and this money move must rest on the same facts: read them
+            # again in this transaction and refuse the move if any changed.
+            now_facts = payee_facts(uow.conn, body, user_id)
+            if now_facts is None or now_facts.user_id != facts.user_id or (
+                    now_facts.paid_before is False and facts.paid_before is True):
+                raise Conflict("the payee changed while this transfer was being decided;"
+                               " check the payee and send it again with a new"
+                               " Idempotency-Key", code="payee_changed")
             gate.commit(uow, approval, transfer_no)
             done = wallet.transfer_p2p(
                 uow, SqlWalletStore(uow.conn), transfer_no=transfer_no, payer_id=user_id,
-                payee_id=payee.user_id, amount=body.amount, currency=body.currency,
+                payee_id=facts.user_id, amount=body.amount, currency=body.currency,
                 memo=body.memo, max_amount=settings.max_amount)
-            log_transfer(uow, done, mask_phone(payee.phone), evidence)
+            log_transfer(uow, done, facts.masked_phone, evidence)
             return 201, done
 
         return gate.with_next_challenge(await idempotent_write(
-            platform, scope=f"user:{user_id}", key=key,
-            fingerprint=request_hash("POST", request.url.path, await request.body()),
-            effect=effect), approval)
+            platform, scope=scope, key=key, fingerprint=fingerprint, effect=effect), approval)
 
     @router.get("/trades/{trade_no}", summary="A trade, as a buyer sees it before paying")
     async def get_trade(trade_no: str, c: AuthContext = current) -> Response:
@@ -226,7 +251,10 @@ def create_app(platform: Platform) -> FastAPI:
         trade = platform.read(lambda conn: SqlTradeStore(conn).get(trade_no))
         if trade is None:
             raise NotFound(f"no trade {trade_no}", code="trade_not_found")
-        return json_response(trade.public())
+        public = trade.public()
+        if trade.buyer_id != c.user_id:  # who paid a trade is for its buyer and merchant
+            public["buyer_id"] = None
+        return json_response(public)
 
     async def trade_action(trade_no: str, c: AuthContext, request: Request, key: str | None,
                            operation: str, action: Any, signature: str | None = None) -> Response:
@@ -299,8 +327,38 @@ _TRADE_FACTS = (
     " LEFT JOIN users u ON u.user_id = :u WHERE t.trade_no = :t")
 
 
-def paid_before(conn: Any, sql: str, user_id: str, payee_id: str) -> bool:
-    return conn.execute(text(sql), {"u": user_id, "p": payee_id}).first() is not None
+@dataclass(frozen=True, slots=True)
+class PayeeFacts:
+    """What the policy decides a transfer on, read again inside the transfer's transaction."""
+
+    user_id: str
+    masked_phone: str
+    paid_before: bool
+
+
+def payee_facts(conn: Any, body: P2PTransfer, payer_id: str) -> PayeeFacts | None:
+    users = SqlUserStore(conn)
+    payee = (users.user_by_phone(body.to_phone) if body.to_phone
+             else users.user(body.to_user_id or ""))
+    if payee is None:
+        return None
+    paid = conn.execute(text(_PAID_BEFORE), {"u": payer_id, "p": payee.user_id}).first()
+    return PayeeFacts(payee.user_id, mask_phone(payee.phone), paid is not None)
+
+
+_PAID_BEFORE = "SELECT 1 FROM p2p_transfers WHERE payer_id = :u AND payee_id = :p LIMIT 1"
+
+
+def peek_answer(conn: Any, platform: Platform, scope: str, key: str,
+                fingerprint: str) -> tuple[int, bytes] | None:
+    """Before any policy step: the stored answer for this key, or 409 if the key was used
+    with another request (the writer's transaction checks again, authoritatively)."""
+    return stored_answer(platform.uow(conn), scope, key, fingerprint)
+
+
+def replayed(stored: tuple[int, bytes]) -> Response:
+    return Response(stored[1], stored[0], media_type="application/json",
+                    headers={"Idempotent-Replayed": "true"})
 
 
 def add_web_pages(app: FastAPI) -> None:

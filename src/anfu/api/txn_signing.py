@@ -71,6 +71,21 @@ def _b64url_decode(text: str) -> bytes:
                                    code="txn_signature_malformed") from None
 
 
+def lapsed_certificate(newest: dict[str, Any], now: float) -> None:
+    """Raise 403 if the device's newest certificate was revoked or has expired."""
+    if newest["revoked_at"] is not None:
+        raise Forbidden(
+            f"this device's certificate was revoked ({newest['revocation_reason']}): it moves"
+            " no money until it has a new certificate (POST /v1/devices/current/certificate)"
+            " or an operator removes the device", code="device_certificate_revoked",
+            reason=newest["revocation_reason"])
+    if newest["not_after"] <= now:
+        raise Forbidden(
+            "this device's certificate expired: renew it (POST"
+            " /v1/devices/current/certificate) before moving money",
+            code="device_certificate_expired")
+
+
 class TxnGate:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -91,9 +106,6 @@ class TxnGate:
         policy = platform.policy.txn_signing
         if policy.mode is SigningMode.OFF:
             return None
-        limit = policy.threshold(facts.currency)
-        if limit is None or facts.amount <= limit:
-            return None
         now = platform.clock()
         parsed = None if header is None else TxnSignatureHeader.parse(header)
         device_id = c.device_id
@@ -101,11 +113,19 @@ class TxnGate:
         def read(conn: Any) -> tuple[dict[str, Any] | None, TxnChallenge | None]:
             assert device_id is not None
             store = SqlTxnStore(conn)
-            signer = store.signer(device_id, now)
-            ch = store.get(parsed.challenge) if parsed is not None and signer else None
-            return signer, ch
+            newest = store.signer(device_id)
+            ch = store.get(parsed.challenge) if parsed is not None and newest else None
+            return newest, ch
 
-        signer, ch = (None, None) if device_id is None else platform.read(read)
+        newest, ch = (None, None) if device_id is None else platform.read(read)
+        signer = None
+        if newest is not None:
+            # A device that held a certificate keeps the bar it set: revoked or expired, it
+            # moves no money until it has a new one (never falls back to "no signature").
+            lapsed_certificate(newest, now)
+            signer = newest
+        if facts.amount <= policy.threshold(facts.currency):
+            return None
         if not policy.needed(Money(facts.amount, facts.currency),
                              has_certificate=signer is not None,
                              bound_device=device_id is not None):
@@ -120,6 +140,14 @@ class TxnGate:
         if ch.used_at is not None and ch.user_id == c.user_id:
             used_for = platform.read(lambda conn: SqlTxnStore(conn).evidence(facts.txn_id))
             if used_for is not None and used_for.challenge == ch.challenge:
+                # A retry after a lost answer must be the very transaction that was signed:
+                # the same amount, currency and payee, not just the same operation id.
+                if used_for.signed_bytes != facts.signing_bytes(ch.challenge,
+                                                                used_for.signed_at):
+                    platform.metrics.security.labels("mobile", "txn_facts_changed").inc()
+                    raise AuthenticationFailed(
+                        "this signature approved other transaction facts (amount, currency"
+                        " or payee); sign the new transaction", code="txn_facts_changed")
                 return TxnApproval(None, next_challenge, replay=True)
         ch.check_usable(user_id=c.user_id, device_id=signer["device_id"], now=now)
         try:

@@ -14,12 +14,13 @@ _INSERT = ("INSERT INTO txn_challenges (challenge, user_id, device_id, facts_dig
            " expires_at, attempts) VALUES (:c, :u, :d, :f, :i, :e, 0)")
 _GET = ("SELECT challenge, user_id, device_id, facts_digest, issued_at, expires_at, attempts,"
         " used_at FROM txn_challenges WHERE challenge = :c")
-# What signing a payment needs to know about the device, in one statement: its newest valid,
-# unrevoked device certificate and the key it certifies (the bound device key).
-_SIGNER = ("SELECT c.serial, d.device_id, d.user_id, d.alg, d.public_jwk FROM pki_certificates c"
+# What signing a payment needs to know about the device, in one statement: its newest device
+# certificate, valid or not (a lapsed one must never lower the bar), and the key it certifies.
+_SIGNER = ("SELECT c.serial, c.not_after, c.revoked_at, c.revocation_reason, d.device_id,"
+           " d.user_id, d.alg, d.public_jwk FROM pki_certificates c"
            " JOIN devices d ON d.device_id = c.subject_id WHERE c.profile = 'device'"
-           " AND c.subject_id = :d AND c.not_after > :now AND c.revoked_at IS NULL"
-           " AND d.revoked_at IS NULL ORDER BY c.not_before DESC LIMIT 1")
+           " AND c.subject_id = :d AND d.revoked_at IS NULL"
+           " ORDER BY c.not_before DESC, c.created_at DESC LIMIT 1")
 _FAIL = "UPDATE txn_challenges SET attempts = attempts + 1 WHERE challenge = :c"
 _USE = ("UPDATE txn_challenges SET used_at = :now, used_for = :t WHERE challenge = :c"
         " AND used_at IS NULL AND attempts < :max AND expires_at > :now")
@@ -48,9 +49,10 @@ class SqlTxnStore:
         row = self._raw.row(_GET, {"c": challenge})
         return None if row is None else _challenge(row)
 
-    def signer(self, device_id: str, now: float) -> dict[str, Any] | None:
-        """The device's certificate serial and key, if it holds a valid certificate."""
-        return self._raw.row(_SIGNER, {"d": device_id, "now": now})
+    def signer(self, device_id: str) -> dict[str, Any] | None:
+        """The device's newest certificate (serial, validity, revocation) and its key, if
+        it ever held one."""
+        return self._raw.row(_SIGNER, {"d": device_id})
 
     def record_failure(self, challenge: str) -> None:
         self._raw.run(_FAIL, {"c": challenge})

@@ -13,6 +13,7 @@ from anfu.db.ledger_store import AccountIdCache, SqlLedgerStore
 from anfu.db.raw import Raw
 from anfu.db.tables import jobs, refunds, trades
 from anfu.trades.model import CloseReason, Refund, Trade, TradeMode, TradeStatus
+from anfu.uow import IN_PROGRESS
 
 
 def new_id(prefix: str) -> str:
@@ -36,6 +37,9 @@ _DROP_IDEMPOTENCY = "DELETE FROM idempotency_keys WHERE scope = :s AND key = :k"
 _SAVE_IDEMPOTENCY = (
     "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response_body,"
     " expires_at) VALUES (:s, :k, :h, :c, :b, :e)")
+_ANSWER_RESERVED = (
+    "UPDATE idempotency_keys SET status_code = :c, response_body = :b, expires_at = :e"
+    " WHERE scope = :s AND key = :k AND request_hash = :h AND status_code = 0")
 _FIND_JOB = "SELECT id FROM jobs WHERE kind = :k AND ref = :r"
 _NEW_JOB = ("INSERT INTO jobs (kind, ref, run_at, status) VALUES (:k, :r, :at, 'pending')")
 _FINISH_JOB = ("UPDATE jobs SET status = 'done', done_at = :now, result = :res"
@@ -169,11 +173,17 @@ class SqlIdempotency:
             return None
         return row["request_hash"], row["status_code"], row["response_body"]
 
+    def reserve(self, scope: str, key: str, request_hash: str) -> None:
+        self._sql.run(_SAVE_IDEMPOTENCY, {"s": scope, "k": key, "h": request_hash,
+                                          "c": IN_PROGRESS, "b": "",
+                                          "e": self._now + self._ttl})
+
     def save(self, scope: str, key: str, request_hash: str, status_code: int,
              body: str) -> None:
-        self._sql.run(_SAVE_IDEMPOTENCY, {"s": scope, "k": key, "h": request_hash,
-                                          "c": status_code, "b": body,
-                                          "e": self._now + self._ttl})
+        values = {"s": scope, "k": key, "h": request_hash, "c": status_code, "b": body,
+                  "e": self._now + self._ttl}
+        if self._sql.run(_ANSWER_RESERVED, values) == 0:
+            self._sql.run(_SAVE_IDEMPOTENCY, values)
 
 
 @dataclass

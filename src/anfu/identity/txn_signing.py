@@ -146,17 +146,18 @@ class TxnSigningPolicy:
     # Minor units per currency; "default" applies to the rest. 0 = every amount.
     thresholds: Mapping[str, int] = field(default_factory=lambda: {"default": 0})
 
-    def threshold(self, currency: str) -> int | None:
+    def threshold(self, currency: str) -> int:
+        """Deny by default: a currency neither listed nor covered by "default" has no free
+        amount (every move in it is signed)."""
         value = self.thresholds.get(currency, self.thresholds.get("default"))
-        return None if value is None else int(value)
+        return 0 if value is None else int(value)
 
     def needed(self, amount: Money, *, has_certificate: bool, bound_device: bool) -> bool:
         """Whether this money move must be signed. Raises Forbidden when it must be and the
         session cannot (mode "always" without a certified device)."""
         if self.mode is SigningMode.OFF:
             return False
-        limit = self.threshold(amount.currency)
-        if limit is None or amount.minor_units <= limit:
+        if amount.minor_units <= self.threshold(amount.currency):
             return False
         if has_certificate:
             return True

@@ -221,9 +221,15 @@ class MerchantClient:
         path_qs = response.request.url.raw_path.decode("ascii")
         status = response.status_code
 
+        # Bound to this merchant and this request's nonce, as the client sent them: another
+        # merchant's (or another request's) signed answer does not verify here.
+        merchant_id, request_nonce = sigwire.request_binding(
+            response.request.headers.get("authorization"))
+
         def signed_bytes(timestamp: str, nonce: str) -> bytes:
             return sigwire.response_signing_bytes(status, path_qs, timestamp, nonce,
-                                                  response.content)
+                                                  response.content, merchant_id=merchant_id,
+                                                  request_nonce=request_nonce)
 
         header = header_value(response.headers, HEADER)
         use = keys if keys is not None else self._current_keys()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from anfu.errors import InvalidRequest, NotFound
+from anfu.errors import Conflict, InvalidRequest, NotFound
 from anfu.ledger import service as ledger
 from anfu.ledger.model import AccountRef
 from anfu.money import check_amount, check_currency
@@ -21,7 +21,7 @@ class BankOperation:
     kind: str  # topup | withdrawal
     amount: int
     currency: str
-    status: str  # pending | succeeded | failed
+    status: str  # pending | succeeded | failed | review (held for reconciliation)
     bank_reference: str | None
     failure: str | None
     created_at: float
@@ -52,6 +52,12 @@ def begin_bank_op(uow: UnitOfWork, store: WalletStore, *, op_id: str, user_id: s
     check_amount(amount, limit=max_amount)
     existing = store.bank_op(op_id)
     if existing is not None:
+        # The operation id comes from the Idempotency-Key: the key's request hash is checked
+        # before this, but after that record's TTL only the operation itself remembers.
+        if (existing.user_id, existing.kind, existing.amount, existing.currency) != (
+                user_id, kind, amount, currency):
+            raise Conflict("this Idempotency-Key was used for another bank operation",
+                           code="idempotency_key_reused")
         return existing
     if kind == "withdrawal":
         ledger.transfer(uow.ledger, transfer_id=f"{op_id}:hold",
@@ -86,6 +92,21 @@ def finish_bank_op(uow: UnitOfWork, store: WalletStore, *, op_id: str, succeeded
     status = "succeeded" if succeeded else "failed"
     store.finish_bank_op(op_id, status=status, bank_reference=bank_reference,
                          bank_signature=bank_signature, failure=failure)
+    found = store.bank_op(op_id)
+    assert found is not None
+    return found
+
+
+def hold_for_reconciliation(store: WalletStore, *, op_id: str, reason: str) -> BankOperation:
+    """The bank's answer did not match what was asked: book nothing. A withdrawal's hold
+    stays in place (the money neither returns to the wallet nor leaves the platform's books)
+    until an operator reconciles the operation with the bank."""
+    op = store.bank_op(op_id)
+    if op is None:
+        raise NotFound(f"no bank operation {op_id}", code="bank_operation_not_found")
+    if op.status == "pending":
+        store.finish_bank_op(op_id, status="review", bank_reference=None, bank_signature=None,
+                             failure=reason[:250])
     found = store.bank_op(op_id)
     assert found is not None
     return found

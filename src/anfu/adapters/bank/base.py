@@ -21,6 +21,16 @@ class BankDeclined(Exception):
     """The bank refused the operation (with its reason)."""
 
 
+class BankReplyMismatch(Exception):
+    """A validly signed reply that answers another operation than the one asked for (another
+    reference, kind, amount or currency): nothing is believed, the operation waits for
+    reconciliation with the bank. ``field`` names the first fact that differs."""
+
+    def __init__(self, field: str, asked: object, answered: object) -> None:
+        super().__init__(f"the bank answered {field}={answered!r} for {field}={asked!r}")
+        self.field = field
+
+
 @dataclass(frozen=True, slots=True)
 class BankReply:
     reference: str
@@ -50,17 +60,24 @@ class BankAdapter(abc.ABC):
 
     async def charge(self, *, reference: str, account: str, amount: int,
                      currency: str) -> BankReply:
-        return self._checked(await self._call("charge", reference, account, amount, currency))
+        reply = await self._call("charge", reference, account, amount, currency)
+        return self._checked(reply, ("charge", reference, amount, currency))
 
     async def payout(self, *, reference: str, account: str, amount: int,
                      currency: str) -> BankReply:
-        return self._checked(await self._call("payout", reference, account, amount, currency))
+        reply = await self._call("payout", reference, account, amount, currency)
+        return self._checked(reply, ("payout", reference, amount, currency))
 
-    def _checked(self, reply: BankReply) -> BankReply:
+    def _checked(self, reply: BankReply, asked: tuple[str, str, int, str]) -> BankReply:
         try:
             self._bank_key.verify(reply.signature, reply.signed_bytes())
         except crypto.InvalidSignature as exc:
             raise BankUnavailable("the bank's reply signature did not verify") from exc
+        answered = (reply.operation, reply.reference, reply.amount, reply.currency)
+        for field, want, got in zip(("operation", "reference", "amount", "currency"), asked,
+                                    answered, strict=True):
+            if want != got:
+                raise BankReplyMismatch(field, want, got)
         if reply.status != "succeeded":
             raise BankDeclined(reply.reason or "declined")
         return reply

@@ -1,7 +1,9 @@
 """SandboxBank: a stand-in for a real bank, for development and tests. It answers after a
 configurable latency, refuses a configurable share of operations, always declines amounts
 ending in ``13`` minor units (so tests can force a decline), is idempotent by reference, and
-signs every reply with its own Ed25519 key as a real bank's gateway would."""
+signs every reply with its own Ed25519 key as a real bank's gateway would. Amounts ending in
+``77`` minor units meet a faulty gateway: a validly signed reply that names another amount,
+as a bank-side bug would, so tests can show the platform believes no such answer."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from anfu import crypto
 from anfu.adapters.bank.base import BankAdapter, BankReply, BankUnavailable
 
 DECLINE_SUFFIX = 13
+MISREPORT_SUFFIX = 77
 
 
 class SandboxBank(BankAdapter):
@@ -40,7 +43,9 @@ class SandboxBank(BankAdapter):
             raise BankUnavailable("sandbox bank: simulated outage")
         declined = amount % 100 == DECLINE_SUFFIX or self._random.random() < self._failure_rate
         unsigned = BankReply(
-            reference=reference, operation=operation, amount=amount, currency=currency,
+            reference=reference, operation=operation,
+            amount=amount + 100 if amount % 100 == MISREPORT_SUFFIX else amount,
+            currency=currency,
             status="declined" if declined else "succeeded",
             bank_reference="SBX" + secrets.token_hex(8),
             reason="insufficient funds at the bank" if declined else "", signature=b"")
