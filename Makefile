@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-sqlite test-postgres tools lint bench demo clean
 
+# A .venv without the stamp is half-made (an install that stopped): it is rebuilt.
 $(STAMP): pyproject.toml
-	test -d $(VENV) || $(PY) -m venv $(VENV)
+	@scripts/check-build-tools.sh $(PY)
+	@test -f $(STAMP) || rm -rf $(VENV)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -35,10 +38,11 @@ tools:
 test-sqlite: $(STAMP) tools
 	$(BIN)/python -m pytest tests
 
-# PostgreSQL at ANFU_PG_URL (default: the local server, database `test`).
-ANFU_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# PostgreSQL at ANFU_PG_URL; by default the local server, started and given a `test`
+# database by scripts/postgres-for-tests.sh when needed.
 test-postgres: $(STAMP) tools
-	ANFU_TEST_DATABASE_URL=$(ANFU_PG_URL) $(BIN)/python -m pytest tests
+	url="$${ANFU_PG_URL:-$$(scripts/postgres-for-tests.sh)}" && \
+	  ANFU_TEST_DATABASE_URL="$$url" $(BIN)/python -m pytest tests
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

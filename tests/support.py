@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-VECTORS = ROOT.parent / "shared" / "vectors"
+# Public known-answer data, carried in the repository (sources in tests/vectors/README.md)
+VECTORS = ROOT / "tests" / "vectors"
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
 from anfu.crypto import DeviceKey, InvalidSignature, JwkInvalid, device_message, parse_public_jwk
 from anfu.crypto.jwk import b64url_decode, b64url_encode, clear_key_cache
-
-VECTORS = Path(__file__).parents[3] / ".." / "shared" / "vectors"
+from tests.support import VECTORS
 
 # RFC 8037 Appendix A (transcribed from the RFC text; the same values appear in many JOSE
 # libraries' test suites). A.1 private key, A.2 its public JWK, A.3 the RFC 7638 thumbprint

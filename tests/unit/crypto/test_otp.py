@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -35,9 +34,8 @@ from anfu.crypto.otp import (
     verify_totp,
 )
 from anfu.errors import AuthenticationFailed
+from tests.support import VECTORS
 
-# The repository sits next to shared/: <root>/main/tests/unit/crypto/this_file.
-VECTORS = Path(__file__).resolve().parents[4] / "shared" / "vectors"
 SECRET = base64.b32encode(b"12345678901234567890").decode()  # the RFC 4226 / 6238 seed
 AT = 1_750_000_000.0  # a fixed moment, in the middle of step 58_333_333
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 
 from anfu import crypto, sigwire
 from anfu.crypto import PublicKeyCache
+from tests.support import VECTORS
 
-VECTORS = Path(__file__).parents[3] / ".." / "shared" / "vectors"
 PEM = serialization.Encoding.PEM
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 PKCS8 = serialization.PrivateFormat.PKCS8
