@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Header
 from starlette.responses import Response
 
-from anfu.api import admin_identity, pki, problems, txn_signing
+from anfu.api import admin_identity, bank_ops, pki, problems, txn_signing
 from anfu.api.common import MetricsMiddleware, add_health, json_response
 from anfu.api.schemas import NewKey, NewMerchant
 from anfu.api.transparency import OperatorActionLog
@@ -97,4 +97,5 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
     app.include_router(pki.build_admin_router(platform), dependencies=[Depends(operator)])
     app.include_router(txn_signing.build_admin_router(platform),
                        dependencies=[Depends(operator)])
+    app.include_router(bank_ops.build_admin_router(platform), dependencies=[Depends(operator)])
     return app

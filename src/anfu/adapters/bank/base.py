@@ -82,6 +82,21 @@ class BankAdapter(abc.ABC):
             raise BankDeclined(reply.reason or "declined")
         return reply
 
+    async def statement_entry(self, *, operation: str, reference: str) -> BankReply | None:
+        """The bank's own record of the operation with this reference (its statement, as a
+        reconciliation file would give it), signature checked; None if it has none."""
+        entry = await self._lookup(operation, reference)
+        if entry is not None:
+            try:
+                self._bank_key.verify(entry.signature, entry.signed_bytes())
+            except crypto.InvalidSignature as exc:
+                raise BankUnavailable("the bank's statement signature did not verify") from exc
+        return entry
+
+    @abc.abstractmethod
+    async def _lookup(self, operation: str, reference: str) -> BankReply | None:
+        """Fetch the bank's signed record of one operation."""
+
     @abc.abstractmethod
     async def _call(self, operation: str, reference: str, account: str, amount: int,
                     currency: str) -> BankReply:

@@ -32,6 +32,9 @@ class SandboxBank(BankAdapter):
         self._random = random.Random(seed)
         self._answers: dict[tuple[str, str], BankReply] = {}
 
+    async def _lookup(self, operation: str, reference: str) -> BankReply | None:
+        return self._answers.get((operation, reference))
+
     async def _call(self, operation: str, reference: str, account: str, amount: int,
                     currency: str) -> BankReply:
         if self._latency_s:
