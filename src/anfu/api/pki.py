@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anfu.api.auth import AuthContext, Authenticator, auth_dependency
 from anfu.api.common import check_idempotency_key, idempotent_write, json_response, request_hash
+from anfu.api.problems import problem
 from anfu.bootstrap import Platform
 from anfu.crypto import x509 as X
 from anfu.db.factor_store import SqlFactorStore
@@ -75,11 +76,14 @@ class OcspEndpoint:
         elif method == "GET" and path.startswith("/pki/ocsp/"):
             body = self._answer(_decode_get(path[len("/pki/ocsp/"):]))
         else:
-            status = 405
+            # Each path serves one method: the request's own path says which (RFC 6960 A.1)
+            allow = "POST" if path in ("/pki/ocsp", "/pki/ocsp/") else "GET"
+            refused = problem(405, "method_not_allowed", "Request failed",
+                              f"{path} answers {allow} only", headers={"Allow": allow})
+            await refused(scope, receive, send)
+            return
         headers = [(b"content-type", OCSP_TYPE), (b"content-length", str(len(body)).encode()),
                    (b"cache-control", b"no-transform")]
-        if status == 405:
-            headers = [(b"allow", b"GET, POST"), (b"content-length", b"0")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -38,6 +38,9 @@ def status_of(exc: errors.AnfuError) -> int:
     return 400
 
 
+ROUTINE_CHALLENGES = frozenset({"step_up_required", "txn_signature_required"})
+
+
 def problem(status: int, code: str, title: str, detail: str,
             headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
             ) -> Response:
@@ -63,8 +66,11 @@ def install(app: FastAPI, zone: str, on_security_failure: Any = None) -> None:
     async def anfu_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.AnfuError)
         if isinstance(exc, errors.AuthenticationFailed):
-            log.warning("refused: %s", exc.detail,
-                        extra={"zone": zone, "code": exc.code, "path": request.url.path})
+            # Asking for a step-up or a signature is the ordinary flow of a money move, not
+            # something for an operator to look at: those go to INFO, real refusals to WARNING.
+            level = logging.INFO if exc.code in ROUTINE_CHALLENGES else logging.WARNING
+            log.log(level, "refused: %s", exc.detail,
+                    extra={"zone": zone, "code": exc.code, "path": request.url.path})
             if on_security_failure is not None:
                 on_security_failure(zone, exc.code)
         return problem_of(exc)
@@ -82,7 +88,13 @@ def install(app: FastAPI, zone: str, on_security_failure: Any = None) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "route_not_found", 405: "method_not_allowed"}.get(
             exc.status_code, f"http_{exc.status_code}")
-        return problem(exc.status_code, code, "Request failed", str(exc.detail))
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's answer to a body it cannot decode (not UTF-8, or not JSON at all)
+            return problem(400, "body_not_utf8_json", "The body cannot be read",
+                           "the request body must be JSON encoded in UTF-8 (RFC 8259)")
+        # Keep the router's own headers: a 405 names the methods it serves (RFC 9110 15.5.6).
+        return problem(exc.status_code, code, "Request failed", str(exc.detail),
+                       headers=dict(exc.headers) if exc.headers else None)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path, extra={"zone": zone})
