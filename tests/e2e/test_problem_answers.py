@@ -29,3 +29,14 @@ def test_a_body_that_is_not_utf8_gets_a_named_code(platform_urls: RunningPlatfor
                        headers={"Content-Type": "application/json"})
     assert (reply.status_code, reply.json()["code"]) == (400, "body_not_utf8_json")
     assert reply.headers["content-type"] == "application/problem+json"
+
+
+def test_the_ca_ids_are_public(platform_urls: RunningPlatform) -> None:
+    cas = httpx.get(f"{platform_urls.mobile}/pki/cas").json()["cas"]
+    kinds = {ca["kind"] for ca in cas}
+    assert kinds == {"root", "issuing"}
+    for ca in cas:
+        der = httpx.get(platform_urls.mobile + ca["certificate_url"])
+        assert der.headers["content-type"] == "application/pkix-cert"
+        if ca["crl_url"]:
+            assert httpx.get(platform_urls.mobile + ca["crl_url"]).status_code == 200

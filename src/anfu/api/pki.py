@@ -134,6 +134,16 @@ def install_public(app: FastAPI, platform: Platform) -> None:
     auth = pki.authority(platform)
     router = APIRouter(prefix="/pki", tags=["pki"])
 
+    @router.get("/cas", summary="The root and issuing CAs: ids, validity, and where their"
+                " certificates and CRLs are")
+    async def public_cas() -> Response:
+        listed = [{"ca_id": ca.ca_id, "kind": ca.kind, "parent_id": ca.parent_id,
+                   "status": ca.status, "not_before": ca.not_before,
+                   "not_after": ca.not_after, "certificate_url": f"/pki/ca/{ca.ca_id}.crt",
+                   "crl_url": f"/pki/crl/{ca.ca_id}.crl" if ca.kind == "issuing" else None}
+                  for ca in auth.cas() if ca.kind in ("root", "issuing")]
+        return json_response({"cas": listed})
+
     @router.get("/ca/{ca_id}.crt", summary="A CA certificate (DER)")
     async def ca_certificate(ca_id: str) -> Response:
         ca = platform.read(lambda conn: SqlPkiStore(conn).ca(ca_id))
