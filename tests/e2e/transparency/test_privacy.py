@@ -194,3 +194,27 @@ def test_auditors_get_every_body_and_check_every_commitment(
                    platform.mobile, "--entries", str(files["entries"]))
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert f"FAILED audit_commitment: leaf {payment_index}" in refused.stdout
+
+
+def test_the_auditor_route_needs_the_operator_token(tmp_path: Path) -> None:
+    token = secrets.token_urlsafe(24)
+    running = start(tmp_path / "guarded", ANFU_LOG_STH_INTERVAL_S="0.2",
+                    ANFU_ADMIN_TOKEN=token)
+    try:
+        head = eventually(lambda: (h := signed_head(running))["tree_size"] >= 3 and h,
+                          timeout=15)  # the first keys are announced
+        url, params = f"{running.admin}/v1/log/entries", {"start": 0, "end": 2}
+        refused = httpx.get(url, params=params)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["code"] == "operator_token_invalid"
+        allowed = httpx.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200 and len(allowed.json()["entries"]) == 3
+        (tmp_path / "head.json").write_text(json.dumps(head))
+        (tmp_path / "keys.json").write_text(httpx.get(f"{running.mobile}/v1/platform/keys").text)
+        args = ("verify", "log", str(tmp_path / "head.json"), str(tmp_path / "head.json"),
+                "--keys", str(tmp_path / "keys.json"), "--auditor", running.admin)
+        assert anfu(*args).returncode == 2  # refused without the token: an input error
+        audited = anfu(*args, "--admin-token", token)
+        assert audited.returncode == 0 and "ok audit" in audited.stdout, audited.stdout
+    finally:
+        running.stop()
