@@ -11,7 +11,7 @@ from starlette.responses import Response
 from anfu.api import admin_identity, bank_ops, pki, problems, txn_signing
 from anfu.api.common import MetricsMiddleware, add_health, json_response
 from anfu.api.schemas import NewKey, NewMerchant
-from anfu.api.transparency import OperatorActionLog
+from anfu.api.transparency import OperatorActionLog, build_admin_router
 from anfu.bootstrap import Platform
 from anfu.db.ledger_store import check_invariants
 from anfu.db.merchant_store import SqlMerchantStore
@@ -98,4 +98,5 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
     app.include_router(txn_signing.build_admin_router(platform),
                        dependencies=[Depends(operator)])
     app.include_router(bank_ops.build_admin_router(platform), dependencies=[Depends(operator)])
+    app.include_router(build_admin_router(platform), dependencies=[Depends(operator)])  # log audit
     return app

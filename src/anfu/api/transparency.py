@@ -2,7 +2,10 @@
 
 - ``build_log_router(platform)``: ``/log/v1/get-sth``, ``get-sth-consistency``,
   ``get-proof-by-hash``, ``get-proof-by-index``, ``get-entries``; no authentication (mobile
-  and merchant zones include it).
+  and merchant zones include it), so entries are served in their public form only: a
+  committed entry's body and salt never leave through these routes.
+- ``build_admin_router(platform)``: ``GET /v1/log/entries`` for auditors (admin zone, behind
+  the operator check): the same leaves with each committed entry's body and salt.
 - ``build_mobile_receipts_router`` / ``build_merchant_receipts_router``: ``GET
   /v1/receipts/{txn_id}`` for the owner only: 200 with the bundle, or 202 ``pending`` with
   ``Retry-After`` while the sequencer has not reached it.
@@ -69,6 +72,20 @@ def build_log_router(platform: Platform) -> APIRouter:
         return json_response({"entries": [
             {"leaf_index": r["leaf_index"], "kind": r["kind"],
              "leaf_input": b64(r["entry"].encode("utf-8"))} for r in rows]})
+
+    return router
+
+
+def build_admin_router(platform: Platform) -> APIRouter:
+    """The auditors' view of the log (admin zone; the caller adds the operator check)."""
+    router = APIRouter(prefix="/v1/log", tags=["transparency log"])
+    tlog = transparency_log(platform)
+
+    @router.get("/entries", summary="Leaves start..end (inclusive, at most 1000) with the"
+                " private body and salt of each committed entry")
+    async def audit_entries(start: int = Query(ge=0), end: int = Query(ge=0)) -> Response:
+        rows = platform.read(lambda c: tlog.audit_page(c, start, end))
+        return json_response({"entries": rows}, headers={"Cache-Control": "no-store"})
 
     return router
 

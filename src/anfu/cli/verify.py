@@ -3,7 +3,10 @@
 - ``anfu verify receipt BUNDLE.json --keys KEYS.json``: a receipt bundle (``GET
   /v1/receipts/{txn_id}``) against the published keys (``GET /v1/platform/keys``, saved).
 - ``anfu verify log OLD_STH.json NEW_STH.json --keys KEYS.json [--mobile-url URL | --proof
-  FILE]``: a monitor's check that the newer tree head extends the older one.
+  FILE]``: a monitor's check that the newer tree head extends the older one. With
+  ``--auditor ADMIN_URL`` (or ``--entries FILE``, saved from it) also the auditor's check:
+  every entry of the newer tree, each committed entry's body and salt opening its
+  commitment, and all of them rebuilding the newer tree head's signed root.
 
 - ``anfu verify ledger``: (operators, on the platform's database) every ledger seal
   recomputed from the transfers and compared with the ``ledger.batch`` entries of the log.
@@ -84,8 +87,20 @@ def log_consistency(
                                                    " from this platform")] = None,
     proof: Annotated[Path | None, typer.Option("--proof", help="get-sth-consistency JSON"
                                                " saved earlier (offline)")] = None,
+    auditor: Annotated[str | None, typer.Option("--auditor", help="auditor mode: fetch"
+                                                " every entry with its private body from"
+                                                " this admin zone and check them all")]
+    = None,
+    entries: Annotated[Path | None, typer.Option("--entries", help="auditor mode, offline:"
+                                                 " the admin zone's /v1/log/entries JSON"
+                                                 " of the whole newer tree, saved")] = None,
+    admin_token: Annotated[str | None, typer.Option("--admin-token",
+                                                    envvar="ANFU_ADMIN_TOKEN",
+                                                    help="the admin zone's operator token"
+                                                    " (for --auditor)")] = None,
 ) -> None:
-    """Check that NEW extends OLD: both signatures, and the consistency proof."""
+    """Check that NEW extends OLD: both signatures, and the consistency proof; with
+    --auditor or --entries, every entry of NEW and every commitment too."""
     from anfu.transparency.verify import (
         VerificationFailed,
         verify_sth,
@@ -101,11 +116,55 @@ def log_consistency(
         typer.echo(f"ok new tree head signature (size {second['tree_size']})")
         hashes = _consistency(first["tree_size"], second["tree_size"], mobile_url, proof)
         verify_sth_consistency(old_sth, new_sth, hashes, key_list)
+        typer.echo(f"ok consistency: the tree of size {second['tree_size']} extends the tree"
+                   f" of size {first['tree_size']}")
+        if auditor is None and entries is None:
+            return
+        from anfu.transparency.audit import verify_audited_entries
+
+        leaves = (_load_entries(entries) if entries is not None
+                  else _fetch_entries(auditor or "", admin_token, second["tree_size"]))
+        audit = verify_audited_entries(leaves, new_sth, key_list)
     except VerificationFailed as exc:
         typer.echo(f"FAILED {exc.check}: {exc.detail}")
         raise typer.Exit(1) from None
-    typer.echo(f"ok consistency: the tree of size {second['tree_size']} extends the tree of"
-               f" size {first['tree_size']}")
+    typer.echo(f"ok audit: {audit['committed']} commitments open, and the"
+               f" {audit['tree_size']} entries ({audit['public']} public) make the signed"
+               " root")
+
+
+def _load_entries(path: Path) -> list[Any]:
+    data = _load(path, "log entries")
+    found = data.get("entries") if isinstance(data, dict) else data
+    if not isinstance(found, list):
+        typer.echo("FAILED input: the entries file holds no entry list")
+        raise typer.Exit(2)
+    return found
+
+
+def _fetch_entries(admin_url: str, token: str | None, size: int) -> list[Any]:
+    """Leaves 0..size-1 from the admin zone's auditor route, a page (1000) at a time."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    out: list[Any] = []
+    with httpx.Client(base_url=admin_url.rstrip("/"), headers=headers, timeout=30) as client:
+        while len(out) < size:
+            try:
+                reply = client.get("/v1/log/entries",
+                                   params={"start": len(out), "end": size - 1})
+                page = reply.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                typer.echo(f"FAILED input: cannot fetch the log entries: {exc}")
+                raise typer.Exit(2) from None
+            rows = page.get("entries") if isinstance(page, dict) else None
+            if reply.status_code != 200 or not isinstance(rows, list) or not rows:
+                detail = page.get("detail") if isinstance(page, dict) else None
+                typer.echo(f"FAILED input: the admin zone refused the log entries:"
+                           f" {detail or reply.status_code}")
+                raise typer.Exit(2)
+            out += rows
+    return out
 
 
 def _consistency(first: int, second: int, mobile_url: str | None,

@@ -14,7 +14,7 @@ from anfu.transparency.model import KINDS, MAX_KIND, TreeHead, canonical_json
 
 if TYPE_CHECKING:
     from anfu.bootstrap import Platform
-    from anfu.transparency.service import TransparencyLog
+    from anfu.transparency.service import LeafRow, TransparencyLog
 
 _EXTRAS_KEY = "anfu.transparency.log"
 
@@ -73,9 +73,12 @@ class SqlLogStore:
                               " ORDER BY id LIMIT ?"), (int(after_id), int(limit)))
         return list(cur.fetchall())
 
-    def append_leaves(self, rows: list[tuple[int, str, str, bytes, float]]) -> None:
+    def append_leaves(self, rows: list[LeafRow]) -> None:
+        """One multi-row INSERT per batch; a committed entry's private body and salt go in
+        the same row as its public entry (no extra statement)."""
         self._raw.run_many("INSERT INTO log_leaves (leaf_index, kind, entry, leaf_hash,"
-                           " sequenced_at) VALUES (?, ?, ?, ?, ?)", rows)
+                           " sequenced_at, private_body, salt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           rows)
 
     def delete_queued(self, ids: list[int]) -> int:
         if not ids:
@@ -115,9 +118,16 @@ class SqlLogStore:
         return None if value is None else int(value)
 
     def entries(self, start: int, end: int) -> list[dict[str, Any]]:
-        """Leaves ``start..end`` (inclusive)."""
+        """Leaves ``start..end`` (inclusive), public form only: never the private bodies."""
         return self._raw.rows("SELECT leaf_index, kind, entry, sequenced_at FROM log_leaves"
                               " WHERE leaf_index >= :a AND leaf_index <= :b"
+                              " ORDER BY leaf_index", {"a": start, "b": end})
+
+    def audit_entries(self, start: int, end: int) -> list[dict[str, Any]]:
+        """Leaves ``start..end`` with the private body and salt of each committed entry
+        (auditors only: the admin zone)."""
+        return self._raw.rows("SELECT leaf_index, kind, entry, private_body, salt FROM"
+                              " log_leaves WHERE leaf_index >= :a AND leaf_index <= :b"
                               " ORDER BY leaf_index", {"a": start, "b": end})
 
     def latest_tree_head(self) -> TreeHead | None:

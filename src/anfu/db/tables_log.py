@@ -1,7 +1,8 @@
 """Tables of the transparency log (RFC 9162) and receipts, on the shared metadata.
 
 ``log_queue``: entries written inside their writers' transactions, waiting for the sequencer.
-``log_leaves``: the append-only log (leaf_index = position). ``log_tree_heads``: the signed
+``log_leaves``: the append-only log (leaf_index = position), each committed entry's private
+body and salt beside its public entry (docs/transparency.md). ``log_tree_heads``: the signed
 tree heads. ``receipts``: the signed receipt of each payment, refund, transfer, withdrawal.
 ``log_keys``: the platform keys already announced in the log.
 ``log_state``: one row, locked by the sequencer (two platforms on one PostgreSQL take turns)."""
@@ -26,9 +27,14 @@ log_leaves = Table(
     Column("leaf_index", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
            autoincrement=False),
     Column("kind", String(32), nullable=False),
-    Column("entry", Text, nullable=False),  # the leaf data, ANFU-LOG-V1 (UTF-8)
+    # The leaf data (UTF-8): ANFU-LOG-V1 (body in clear) or ANFU-LOG-V2 (commitment only).
+    Column("entry", Text, nullable=False),
     Column("leaf_hash", LargeBinary, nullable=False),
     Column("sequenced_at", Float, nullable=False),
+    # V2 entries only: the committed body (canonical JSON) and its 32-byte salt. Never
+    # served publicly: they go to the entry's owner (in the receipt) and to auditors.
+    Column("private_body", Text, nullable=True),
+    Column("salt", LargeBinary, nullable=True),
 )
 Index("ix_log_leaves_leaf_hash", log_leaves.c.leaf_hash)
 

@@ -159,9 +159,10 @@ class MerchantClient:
         return self._call("POST", f"/v1/events/{_seg(event_id)}/redeliver")
 
     def receipt(self, txn_id: str, *, wait_s: float = 10.0) -> Json:
-        """The signed receipt bundle of one of your trades' payments or refunds (receipt,
-        signed tree head, inclusion proof); waits while the log sequences it. Check it with
-        ``anfu.transparency.verify.verify_receipt_bundle`` or ``anfu verify receipt``."""
+        """The signed receipt bundle of one of your trades' payments or refunds (receipt with
+        the transaction and its salt, signed tree head, inclusion proof); waits while the log
+        sequences it. Check it with ``anfu.transparency.verify.verify_receipt_bundle`` or
+        ``anfu verify receipt`` (the public log holds only the transaction's commitment)."""
         def fetch() -> Json | None:
             bundle = self._call("GET", f"/v1/receipts/{_seg(txn_id)}")
             return None if bundle.get("status") == "pending" else bundle

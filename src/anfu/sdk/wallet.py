@@ -118,8 +118,9 @@ class WalletClient(MobileSession):
 
     def verified_receipt(self, txn_id: str, *, keys: list[Json] | None = None,
                          wait_s: float = 10.0) -> Json:
-        """``receipt()``, checked here: the receipt's signature, the tree head's signature
-        and the inclusion proof, against ``keys`` (default: fetched now)."""
+        """``receipt()``, checked here: the receipt's signature, its transaction and salt
+        against the log entry's commitment, the tree head's signature and the inclusion
+        proof, against ``keys`` (default: fetched now)."""
         bundle = self.receipt(txn_id, wait_s=wait_s)
         verify_receipt_bundle(bundle, keys if keys is not None else self.platform_keys())
         return bundle

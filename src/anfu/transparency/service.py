@@ -4,7 +4,9 @@ heads, and serving proofs and receipt bundles from an in-memory tree.
 Sequencing (like Trillian's sequencer), one batch at a time:
 1. *prepare* (outside the writer, on a read connection): the committed tree size, the oldest
    queued entries (≤ ``log_batch_max``), their entry bytes and leaf hashes, and the signed
-   receipts of the receipt kinds;
+   receipts of the receipt kinds. An entry of a public kind is logged with its body in
+   clear (V1); any other gets a fresh salt and is logged as its commitment only (V2), its
+   body and salt kept beside the leaf for its receipt and the auditors;
 2. *commit* (one write transaction): lock the state row, check the tree still has the size
    prepared for (else nothing is written and the batch is prepared again), insert the leaves
    with consecutive indices and the receipts, delete exactly those queue rows, and move the
@@ -27,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from anfu.crypto import platform_sig
+from anfu.crypto.commitment import RandBytes, new_salts
 from anfu.crypto.keystore import Signer
 from anfu.crypto.merkle_hash import leaf_digests
 from anfu.errors import Conflict, InvalidRequest, NotFound
@@ -38,7 +41,10 @@ from anfu.transparency.model import (
     TreeHead,
     at_ms,
     b64,
+    body_commitment,
+    committed_entry_text,
     entry_text,
+    is_public_kind,
     receipt_payload,
     receipt_signing_bytes,
     sth_signing_bytes,
@@ -46,6 +52,9 @@ from anfu.transparency.model import (
 
 log = logging.getLogger("anfu.transparency")
 T = TypeVar("T")
+# A leaf row: (leaf_index, kind, entry text, leaf hash, sequenced_at, private body, salt);
+# the body and salt are None for the public kinds (their body is in the entry).
+LeafRow = tuple[int, str, str, bytes, float, str | None, bytes | None]
 
 
 class LogStorePort(Protocol):
@@ -54,7 +63,7 @@ class LogStorePort(Protocol):
     def queued(self, limit: int, after_id: int = 0) -> list[tuple[int, str, str, float]]:
         ...
 
-    def append_leaves(self, rows: list[tuple[int, str, str, bytes, float]]) -> None: ...
+    def append_leaves(self, rows: list[LeafRow]) -> None: ...
 
     def delete_queued(self, ids: list[int]) -> int: ...
 
@@ -64,6 +73,8 @@ class LogStorePort(Protocol):
     def set_tree_size(self, size: int, now: float) -> None: ...
 
     def leaf_hashes(self, start: int, end: int) -> bytes: ...
+
+    def audit_entries(self, start: int, end: int) -> list[dict[str, Any]]: ...
 
     def latest_tree_head(self) -> TreeHead | None: ...
 
@@ -84,37 +95,48 @@ class Runtime(Protocol):
 class Batch:
     start: int
     ids: list[int]
-    leaves: list[tuple[int, str, str, bytes, float]]
+    leaves: list[LeafRow]
     hashes: bytes
     receipts: list[tuple[str, str, str | None, str | None, int, str, float]]
 
 
 def prepare_batch(start: int, queued: list[tuple[int, str, str, float]], now: float,
-                  receipt_signer: Signer | None) -> Batch:
-    """Entry bytes, leaf hashes and receipts of ``queued`` placed from index ``start``."""
-    texts = [entry_text(kind, at_ms(created), body) for _, kind, body, created in queued]
+                  receipt_signer: Signer | None, *,
+                  randbytes: RandBytes | None = None) -> Batch:
+    """Entry bytes, leaf hashes and receipts of ``queued`` placed from index ``start``.
+    ``randbytes`` (tests) replaces the system's random source for the salts."""
+    committed = [i for i, q in enumerate(queued) if not is_public_kind(q[1])]
+    salts: list[bytes | None] = [None] * len(queued)
+    for i, salt in zip(committed, new_salts(len(committed), randbytes=randbytes),
+                       strict=True):
+        salts[i] = salt
+    texts = [entry_text(kind, at_ms(created), body) if salt is None else
+             committed_entry_text(kind, at_ms(created),
+                                  body_commitment(salt, body.encode("utf-8")))
+             for (_, kind, body, created), salt in zip(queued, salts, strict=True)]
     entries = [t.encode("utf-8") for t in texts]
     digests = leaf_digests(entries)
-    leaves = [(start + i, q[1], t, d, now)
-              for i, (q, t, d) in enumerate(zip(queued, texts, digests, strict=True))]
-    hashes = b"".join(digests)
+    leaves: list[LeafRow] = [
+        (start + i, q[1], t, d, now, None if salt is None else q[2], salt)
+        for i, (q, t, d, salt) in enumerate(zip(queued, texts, digests, salts, strict=True))]
     receipts = []
     issued = at_ms(now)
     for i, (_, kind, body_json, _created) in enumerate(queued):
-        if kind not in RECEIPT_KINDS or receipt_signer is None:
+        receipt_salt = salts[i]
+        if kind not in RECEIPT_KINDS or receipt_signer is None or receipt_salt is None:
             continue
         body = orjson.loads(body_json)
         if not isinstance(body, dict) or not body.get("txn_id"):
             continue
         signer = receipt_signer
-        receipt = receipt_payload(kind=kind, body=body, leaf_index=start + i,
+        receipt = receipt_payload(kind=kind, body=body, salt=receipt_salt, leaf_index=start + i,
                                   entry=entries[i], issued_at=issued, key_id=signer.key_id,
                                   alg=signer.alg)
         receipt["signature"] = b64(platform_sig.sign(signer, receipt_signing_bytes(receipt)))
         receipts.append((str(body["txn_id"]), kind, _opt(body.get("user_id")),
                          _opt(body.get("merchant_id")), start + i,
                          orjson.dumps(receipt).decode(), now))
-    return Batch(start, [q[0] for q in queued], leaves, hashes, receipts)
+    return Batch(start, [q[0] for q in queued], leaves, b"".join(digests), receipts)
 
 
 def _opt(value: Any) -> str | None:
@@ -142,8 +164,9 @@ class TransparencyLog:
 
     def __init__(self, runtime: Runtime, store: Callable[[Any], LogStorePort], *,
                  log_keys: Any, receipt_keys: Any, batch_max: int,
-                 sth_interval_s: float) -> None:
+                 sth_interval_s: float, randbytes: RandBytes | None = None) -> None:
         self.runtime = runtime
+        self.randbytes = randbytes
         self.store = store
         self.log_keys = log_keys
         self.receipt_keys = receipt_keys
@@ -233,7 +256,8 @@ class TransparencyLog:
             queued = store.queued(self.batch_max, after_id)
             if not queued:
                 return None
-            return prepare_batch(size, queued, self.runtime.clock(), self.receipt_keys.current)
+            return prepare_batch(size, queued, self.runtime.clock(), self.receipt_keys.current,
+                                 randbytes=self.randbytes)
 
         return self.runtime.read(read)
 
@@ -303,6 +327,20 @@ class TransparencyLog:
         if start < 0 or end < start:
             raise InvalidRequest("need 0 <= start <= end", code="entries_range_invalid")
         return start, min(end, start + MAX_ENTRIES_PER_PAGE - 1)
+
+    def audit_page(self, conn: Any, start: int, end: int) -> list[dict[str, Any]]:
+        """Leaves ``start..end`` for auditors: each committed (V2) entry with its private
+        body and salt, so every commitment can be checked; public (V1) entries as they are."""
+        first, last = self.entries_page(start, end)
+        out = []
+        for row in self.store(conn).audit_entries(first, last):
+            entry = {"leaf_index": row["leaf_index"], "kind": row["kind"],
+                     "leaf_input": b64(row["entry"].encode("utf-8"))}
+            if row["salt"] is not None:
+                entry["body"] = orjson.loads(row["private_body"])
+                entry["salt"] = b64(bytes(row["salt"]))
+            out.append(entry)
+        return out
 
     def receipt_bundle(self, conn: Any, txn_id: str,
                        owns: Callable[[str | None, str | None], bool]) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""Offline verifiers: signed tree heads, inclusion and consistency proofs, receipt bundles.
+"""Offline verifiers: signed tree heads, inclusion and consistency proofs, receipt bundles
+and the commitments of private (V2) log entries.
 Pure: they need only what they check and the platform's published keys
 (``GET /v1/platform/keys``). Each raises ``VerificationFailed`` naming the failed check."""
 
@@ -7,12 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from anfu.crypto import InvalidSignature, platform_sig
+from anfu.crypto.commitment import CommitmentMismatch, verify_opening
 from anfu.crypto.merkle_hash import leaf_hash
 from anfu.transparency.merkle import ProofInvalid, verify_consistency, verify_inclusion
 from anfu.transparency.model import (
+    COMMITMENT_LABEL,
+    ENTRY_V1,
+    ENTRY_V2,
+    RECEIPT_V1,
     RECEIPT_VERSION,
     STH_VERSION,
     EntryInvalid,
+    canonical_json,
     parse_entry,
     receipt_signing_bytes,
     sth_signing_bytes,
@@ -112,11 +119,31 @@ def verify_sth_consistency(old: Json, new: Json, proof: list[Any], keys: list[Js
     return {"old": first, "new": second}
 
 
+def verify_commitment(entry: Json, body: Any, salt: Any, check: str) -> None:
+    """``body`` and ``salt`` open the commitment of ``entry`` (a parsed V2 entry): the
+    salted SHA-256 of the body's canonical JSON is the one the log holds."""
+    if not isinstance(body, dict):
+        raise VerificationFailed(check, "the committed body is a JSON object")
+    salt_bytes = _bytes(salt, "salt", check)
+    try:
+        data = canonical_json(body)
+    except EntryInvalid as exc:
+        raise VerificationFailed(check, str(exc)) from None
+    try:
+        verify_opening(bytes.fromhex(entry["commitment"]), COMMITMENT_LABEL, salt_bytes, data)
+    except CommitmentMismatch as exc:
+        raise VerificationFailed(check, f"the body and salt do not open the log entry's"
+                                 f" commitment ({exc})") from None
+
+
 def verify_receipt(receipt: Json, keys: list[Json]) -> bytes:
-    """The receipt's signature by a published receipt key and its entry's coherence;
-    returns the log entry bytes."""
-    if not isinstance(receipt, dict) or receipt.get("version") != RECEIPT_VERSION:
-        raise VerificationFailed("receipt_format", f"not an {RECEIPT_VERSION} receipt")
+    """The receipt's signature by a published receipt key and its entry's coherence (for a
+    V2 receipt: its transaction and salt open the entry's commitment); returns the log
+    entry bytes. V1 receipts (entries logged in clear, before commitments) still verify."""
+    version = receipt.get("version") if isinstance(receipt, dict) else None
+    if version not in (RECEIPT_V1, RECEIPT_VERSION):
+        raise VerificationFailed("receipt_format", f"not an {RECEIPT_VERSION} (or"
+                                 f" {RECEIPT_V1}) receipt")
     signature = _bytes(receipt.get("signature"), "signature", "receipt_format")
     key = _key(keys, receipt.get("key_id"), receipt.get("alg"), "receipt", "receipt_signature")
     try:
@@ -133,10 +160,19 @@ def verify_receipt(receipt: Json, keys: list[Json]) -> bytes:
         parsed = parse_entry(entry)
     except EntryInvalid as exc:
         raise VerificationFailed("receipt_entry", str(exc)) from None
-    if parsed["kind"] != receipt.get("kind") or parsed["body"] != receipt.get("transaction"):
+    body = receipt.get("transaction")
+    if parsed["kind"] != receipt.get("kind") or not isinstance(body, dict):
         raise VerificationFailed("receipt_entry", "the log entry is not this receipt's"
                                  " transaction")
-    body = parsed["body"]
+    if version == RECEIPT_V1:
+        if parsed["version"] != ENTRY_V1 or parsed["body"] != body:
+            raise VerificationFailed("receipt_entry", "the log entry is not this receipt's"
+                                     " transaction")
+    else:
+        if parsed["version"] != ENTRY_V2:
+            raise VerificationFailed("receipt_entry", f"an {RECEIPT_VERSION} receipt's log"
+                                     f" entry is a committed {ENTRY_V2} entry")
+        verify_commitment(parsed, body, receipt.get("salt"), "receipt_commitment")
     for name in ("txn_id", "user_id", "merchant_id", "amount", "currency",
                  "device_signature_sha256"):
         if body.get(name) != receipt.get(name) and not (name == "txn_id" and str(
@@ -147,8 +183,9 @@ def verify_receipt(receipt: Json, keys: list[Json]) -> bytes:
 
 def verify_receipt_bundle(bundle: Json, keys: list[Json]) -> Json:
     """A receipt bundle ``{receipt, signed_tree_head, inclusion_proof}``: the receipt's
-    signature, the tree head's signature, and the inclusion of the receipt's log entry at
-    its index. Returns a summary; raises VerificationFailed naming the check that failed."""
+    signature, its transaction against the log entry's commitment, the tree head's
+    signature, and the inclusion of the log entry at its index. Returns a summary; raises
+    VerificationFailed naming the check that failed."""
     if not isinstance(bundle, dict):
         raise VerificationFailed("bundle_format", "a receipt bundle is a JSON object")
     receipt, sth, proof = (bundle.get("receipt"), bundle.get("signed_tree_head"),
@@ -161,8 +198,10 @@ def verify_receipt_bundle(bundle: Json, keys: list[Json]) -> Json:
     if proof.get("leaf_index") != receipt.get("leaf_index"):
         raise VerificationFailed("inclusion_leaf_index", "the proof is for another log index")
     head = verify_inclusion_proof(leaf_hash(entry), proof, sth, keys)
+    committed = receipt.get("version") == RECEIPT_VERSION
     return {"ok": True, "txn_id": receipt.get("txn_id"), "kind": receipt.get("kind"),
             "leaf_index": receipt.get("leaf_index"), "tree_size": head["tree_size"],
             "receipt_key_id": receipt.get("key_id"), "log_key_id": head["key_id"],
-            "checks": ["receipt_signature", "receipt_entry", "sth_signature",
+            "checks": ["receipt_signature", "receipt_entry",
+                       *(["receipt_commitment"] if committed else []), "sth_signature",
                        "inclusion_proof"]}

@@ -19,8 +19,10 @@ import pytest
 
 from anfu.crypto.merkle_hash import leaf_hash
 from anfu.sdk import MerchantClient
+from anfu.transparency.model import parse_entry
 from anfu.transparency.verify import (
     VerificationFailed,
+    verify_commitment,
     verify_inclusion_proof,
     verify_receipt_bundle,
     verify_sth_consistency,
@@ -75,7 +77,14 @@ def test_operator_action_is_logged_and_provably_included(platform: RunningPlatfo
 
     head, found = eventually(logged, timeout=15)  # the merchant creation is logged
     data = base64.b64decode(found[-1]["leaf_input"])
-    body = json.loads(data.split(b"\n", 1)[1])["body"]
+    # Public: the kind, the time and a commitment; the body is for auditors (admin zone).
+    assert set(json.loads(data.split(b"\n", 1)[1])) == {"at", "commitment", "kind"}
+    index = found[-1]["leaf_index"]
+    [audited] = httpx.get(f"{platform.admin}/v1/log/entries",
+                          params={"start": index, "end": index}).json()["entries"]
+    assert audited["leaf_input"] == found[-1]["leaf_input"]
+    verify_commitment(parse_entry(data), audited["body"], audited["salt"], "commitment")
+    body = audited["body"]
     assert body["method"] == "POST" and body["path"] == "/v1/merchants"
     assert body["status"] == 201 and m.merchant_id
     leaf = leaf_hash(data)

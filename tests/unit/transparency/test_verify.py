@@ -83,7 +83,8 @@ def test_entry_bytes_are_canonical_and_parse_back() -> None:
     data = entry_bytes("payment", 1234, canonical_json(body).decode())
     assert data == b'ANFU-LOG-V1\n{"at":1234,"body":{"a":{"y":"\xc3\xa9","z":1},' \
                    b'"b":[1,"x",null,true]},"kind":"payment"}'
-    assert parse_entry(data) == {"at": 1234, "body": body, "kind": "payment"}
+    assert parse_entry(data) == {"version": "ANFU-LOG-V1", "at": 1234, "body": body,
+                                 "kind": "payment"}
     with pytest.raises(EntryInvalid):
         parse_entry(data.replace(b'"at":1234,', b'"at": 1234,'))
     with pytest.raises(EntryInvalid):
@@ -96,6 +97,7 @@ def test_receipts_only_for_receipt_kinds(signers: tuple[Any, Any, list[Json]]) -
     assert [r[4] for r in batch.receipts] == [5, 8, 11]
     assert [leaf[0] for leaf in batch.leaves] == list(range(5, 12))
     assert batch.leaves[0][3] == leaf_hash(batch.leaves[0][2].encode())
+    assert all(leaf[2].startswith("ANFU-LOG-V2\n") for leaf in batch.leaves)
 
 
 def test_receipt_bundle_verifies(signers: tuple[Any, Any, list[Json]]) -> None:
@@ -105,6 +107,8 @@ def test_receipt_bundle_verifies(signers: tuple[Any, Any, list[Json]]) -> None:
 
 @pytest.mark.parametrize(("tamper", "check"), [
     (lambda b: b["receipt"].__setitem__("amount", 1), "receipt_signature"),
+    (lambda b: b["receipt"]["transaction"].__setitem__("amount", 1), "receipt_signature"),
+    (lambda b: b["receipt"].__setitem__("salt", b64(bytes(32))), "receipt_signature"),
     (lambda b: b["receipt"].__setitem__("key_id", "rk-other"), "receipt_signature"),
     (lambda b: b["signed_tree_head"].__setitem__("tree_size", 6), "sth_signature"),
     (lambda b: b["signed_tree_head"].__setitem__(
