@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from anfu.db.log_store import transparency_log
 from anfu.db.tables import jobs, transfers
 from anfu.ledger import service as ledger
 from anfu.ledger.model import AccountRef
@@ -67,8 +69,11 @@ def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 20) -> 
 
 
 def failures(platform: Any, duty: str) -> float:
-    value = platform.metrics.duty_failures.labels(duty)._value.get()
-    return float(value)
+    """``anfu_worker_duty_failures_total{duty=...}`` as /metrics shows it."""
+    text = platform.metrics.render().decode()
+    found = re.search(rf'^anfu_worker_duty_failures_total\{{duty="{duty}"\}} (\S+)$', text,
+                      re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_a_duty_that_always_fails_stops_no_other(platform: Any,
@@ -80,7 +85,7 @@ def test_a_duty_that_always_fails_stops_no_other(platform: Any,
         raise RuntimeError("a row this duty chokes on")
 
     worker.duties.insert(0, Duty("poisoned", poisoned, every_s=0.05))
-    log = worker._log
+    log = transparency_log(platform)
 
     def expired() -> bool:
         return platform.read(lambda c: c.execute(select(transfers.c.id).where(
