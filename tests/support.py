@@ -164,6 +164,7 @@ def start_platform(home: Path, **overrides: str) -> RunningPlatform:
            # Every test customer signs in from 127.0.0.1: lift the per-address SMS limit
            # (tests of that limit set their own).
            "ANFU_SMS_ADDRESS_LIMITS": "100000/60", "ANFU_SMS_LATENCY_MS": "5",
+           "ANFU_NOTIFY_ALLOW_NETS": "127.0.0.0/8",  # the test receivers listen on loopback
            **overrides}
     env.pop("ANFU_TEST_DATABASE_URL", None)
     reset_database(env["ANFU_DATABASE_URL"])

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NOTIFY_SCHEDULE = (240, 600, 600, 3600, 7200, 21600, 54000)  # Alipay's, in seconds
+
+
+def _networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    return tuple(ip_network(part.strip(), strict=False)
+                 for part in value.split(",") if part.strip())
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -31,7 +37,11 @@ class Settings(BaseSettings):
     confirm_timeout_s: int = Field(10 * 24 * 3600, gt=0)
     max_pay_timeout_s: int = Field(15 * 24 * 3600, gt=0)
     notify_schedule: str = ",".join(str(s) for s in DEFAULT_NOTIFY_SCHEDULE)
-    notify_timeout_s: float = 10.0
+    notify_timeout_s: float = Field(10.0, gt=0, description="one notification attempt, all"
+                                    " of it: DNS, connect, TLS, request and reply")
+    notify_allow_nets: str = Field("", description="private or special ranges notify URLs"
+                                   " may reach, comma-separated CIDRs (default: none; the"
+                                   " platform's own listeners stay refused)")
     signature_window_s: int = Field(300, gt=0)
     access_token_ttl_s: int = Field(600, gt=0, le=600, description="at most 10 minutes")
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, gt=0)
@@ -108,6 +118,16 @@ class Settings(BaseSettings):
             raise ValueError("ANFU_NOTIFY_SCHEDULE: comma-separated whole seconds, e.g. 240,600")
         return value
 
+    @field_validator("notify_allow_nets")
+    @classmethod
+    def _allow_nets(cls, value: str) -> str:
+        try:
+            _networks(value)
+        except ValueError as exc:
+            raise ValueError(f"ANFU_NOTIFY_ALLOW_NETS: comma-separated CIDRs, e.g."
+                             f" 10.20.0.0/16,fd12::/48 ({exc})") from exc
+        return value
+
     @field_validator("sms_phone_limits", "sms_address_limits")
     @classmethod
     def _limits(cls, value: str) -> str:
@@ -131,6 +151,10 @@ class Settings(BaseSettings):
     @property
     def notify_delays(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.notify_schedule.split(",") if p.strip())
+
+    @property
+    def notify_allow_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return _networks(self.notify_allow_nets)
 
     @property
     def passkey_origins(self) -> list[str]:

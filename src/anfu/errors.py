@@ -25,6 +25,13 @@ class InvalidRequest(AnfuError):
     title = "The request is not valid"
 
 
+class Unprocessable(InvalidRequest):
+    """Well-formed, but a value breaks a rule of the platform (HTTP 422)."""
+
+    code = "unprocessable"
+    title = "The request cannot be processed"
+
+
 class NotFound(AnfuError):
     code = "not_found"
     title = "Not found"

@@ -67,6 +67,9 @@ class Metrics:
                                   ["outcome"], registry=self.registry)
         self.timers = Counter("anfu_timers_fired_total", "persisted timers fired",
                               ["kind", "result"], registry=self.registry)
+        self.duty_failures = Counter("anfu_worker_duty_failures_total",
+                                     "worker duty turns that raised", ["duty"],
+                                     registry=self.registry)
         self.started = time.time()
 
     def observe_batch(self, size: int, seconds: float) -> None:

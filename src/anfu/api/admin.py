@@ -17,6 +17,7 @@ from anfu.db.ledger_store import check_invariants
 from anfu.db.merchant_store import SqlMerchantStore
 from anfu.errors import AuthenticationFailed, NotFound
 from anfu.merchants import service as merchants
+from anfu.notify.network import address_policy, vet_notify_url
 
 
 def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
@@ -46,6 +47,8 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
     @router.post("/merchants", status_code=201, summary="Register a merchant and its first key")
     async def create_merchant(body: NewMerchant) -> Response:
         fee = platform.settings.default_fee_bps if body.fee_bps is None else body.fee_bps
+        await vet_notify_url(body.notify_url, address_policy(platform.settings),
+                             timeout_s=platform.settings.notify_timeout_s)
         merchant, key = await platform.write(lambda uow: merchants.create_merchant(
             SqlMerchantStore(uow.conn), name=body.name, alg=body.alg,
             public_key_pem=body.public_key_pem, notify_url=body.notify_url, fee_bps=fee,

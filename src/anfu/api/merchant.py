@@ -23,6 +23,7 @@ from anfu.errors import NotFound
 from anfu.ledger.model import AccountKind, AccountRef, OwnerType
 from anfu.merchants import service as merchants
 from anfu.merchants.model import Merchant, MerchantKey, VerifiedRequest
+from anfu.notify.network import address_policy, vet_notify_url
 from anfu.sigwire import (
     format_signature_header,
     new_nonce,
@@ -123,7 +124,8 @@ def create_app(platform: Platform) -> FastAPI:
 
     @router.post("/trades", status_code=201, summary="Create a trade")
     async def create_trade(body: NewTrade, auth: Signed) -> Response:
-        notify_url = merchants.check_notify_url(body.notify_url)
+        notify_url = await vet_notify_url(body.notify_url, address_policy(settings),
+                                          timeout_s=settings.notify_timeout_s)
 
         def job(uow: SqlUnitOfWork) -> tuple[Trade, bool]:
             merchant = SqlMerchantStore(uow.conn).merchant(auth.merchant_id)

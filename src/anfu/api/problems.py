@@ -19,6 +19,7 @@ log = logging.getLogger("anfu.api")
 
 STATUS: list[tuple[type[errors.AnfuError], int]] = [
     (SendLimited, 429),
+    (errors.Unprocessable, 422),
     (errors.InvalidRequest, 400),
     (errors.AuthenticationFailed, 401),
     (errors.InsufficientFunds, 402),

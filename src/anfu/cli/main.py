@@ -71,6 +71,21 @@ def _write(job: Callable[[Any], T]) -> T:
         platform.close()
 
 
+def _vet_notify_url(settings: Settings, url: str | None) -> None:
+    """Where the URL leads, as the API checks it; a refusal is printed like ``_write``'s."""
+    import asyncio
+
+    from anfu.errors import AnfuError
+    from anfu.notify.network import address_policy, vet_notify_url
+
+    try:
+        asyncio.run(vet_notify_url(url, address_policy(settings),
+                                   timeout_s=settings.notify_timeout_s))
+    except AnfuError as exc:
+        typer.echo(json.dumps({"error": exc.code, "detail": exc.detail}), err=True)
+        raise typer.Exit(1) from exc
+
+
 def share_metrics_between_processes(folder: Path) -> None:
     """Before prometheus_client is first imported (it reads this at import): each worker
     process then keeps its counters in files under ``folder``, and /metrics adds them up."""
@@ -170,7 +185,9 @@ def merchants_create(
     from anfu.db.merchant_store import SqlMerchantStore
     from anfu.merchants import service
 
-    fee = _settings().default_fee_bps if fee_bps is None else fee_bps
+    settings = _settings()
+    _vet_notify_url(settings, notify_url)
+    fee = settings.default_fee_bps if fee_bps is None else fee_bps
     merchant, key = _write(lambda uow: service.create_merchant(
         SqlMerchantStore(uow.conn), name=name, alg=alg, public_key_pem=public_key.read_text(),
         notify_url=notify_url, fee_bps=fee, now=uow.now))

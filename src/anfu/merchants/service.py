@@ -5,25 +5,23 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from anfu import crypto
 from anfu.errors import AuthenticationFailed, InvalidRequest, NotFound
 from anfu.merchants.model import Merchant, MerchantKey, VerifiedRequest
 from anfu.merchants.ports import MerchantDirectory, MerchantStore
+from anfu.notify.urls import parse_notify_url
 from anfu.sigwire import parse_authorization, request_signing_bytes
 
 _NAME = re.compile(r"^[^\x00-\x1f]{1,128}$")
 
 
 def check_notify_url(url: str | None) -> str | None:
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 1024:
-        raise InvalidRequest("notify_url must be an absolute http(s) URL of at most 1024"
-                             " characters", code="invalid_notify_url")
-    return url
+    """The form of a notify URL, as the worker's HTTP client reads it (``notify/urls.py``);
+    raises ``NotifyUrlInvalid`` (422). Where it leads is checked before the write, where a
+    name can be resolved without holding the writer (``notify.network.vet_notify_url``),
+    and again by the worker when it connects."""
+    return None if url is None else parse_notify_url(url).url
 
 
 def _parse_key(alg: str, public_key_pem: str) -> crypto.PublicKey:
