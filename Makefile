@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Install, create var/ (database, keys, demo merchant and customer) and serve all zones.
+## A developer's run: the sandbox routes (SMS outbox, carrier token) on unless set otherwise.
 run: $(STAMP)
-	$(BIN)/anfu run
+	ANFU_SANDBOX_ROUTES=$${ANFU_SANDBOX_ROUTES:-true} $(BIN)/anfu run
 
 ## Install and run the whole suite: lint, types, then tests on SQLite and on PostgreSQL.
 test: $(STAMP) lint test-sqlite test-postgres

@@ -104,12 +104,17 @@ class Target:
     def admin(self) -> str:
         return self.svc.urls["admin"]
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return self.svc.admin_headers
+
     def stop(self) -> None:
         if self.service is None:
             return
         try:
             time.sleep(1)  # let requests cut off at the end of a run finish their commit
-            reply = httpx.get(f"{self.admin}/v1/ledger/check", timeout=120)
+            reply = httpx.get(f"{self.admin}/v1/ledger/check", headers=self.admin_headers,
+                              timeout=120)
             self.ledger_checks.append({"status": reply.status_code, **reply.json()})
         finally:
             self.service.stop()
@@ -158,8 +163,8 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
-def batch_counters(admin: str) -> tuple[float, float]:
-    text = httpx.get(f"{admin}/metrics", timeout=10).text
+def batch_counters(admin: str, headers: dict[str, str]) -> tuple[float, float]:
+    text = httpx.get(f"{admin}/metrics", headers=headers, timeout=10).text
     return (_metric(text, "anfu_write_batch_size_sum"),
             _metric(text, "anfu_write_batch_size_count"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class Service:
     process: subprocess.Popen[bytes]
     log_path: Path
     urls: dict[str, str]
+    admin_headers: dict[str, str] = field(default_factory=dict)  # the operator token
 
     @property
     def pid(self) -> int:
@@ -80,11 +82,11 @@ class Service:
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str], log_path: Path,
-           urls: dict[str, str]) -> Service:
+           urls: dict[str, str], admin_headers: dict[str, str] | None = None) -> Service:
     with log_path.open("ab") as log:
         process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=ROOT)
-    service = Service(name, process, log_path, urls)
+    service = Service(name, process, log_path, urls, admin_headers or {})
     try:
         service.wait_healthy()
     except BaseException:
@@ -119,10 +121,11 @@ def start_platform(home: Path, database_url: str,
            "ANFU_LOG_LEVEL": "WARNING", "ANFU_WORKERS": str(platform_workers()),
            **platform_env(), **(extra_env or {}),
            **{f"ANFU_{zone.upper()}_ADDR": f"127.0.0.1:{port}" for zone, port in ports.items()}}
-    env.pop("ANFU_ADMIN_TOKEN", None)
+    env["ANFU_ADMIN_TOKEN"] = token = "bench_op_" + secrets.token_urlsafe(24)
     return _spawn("platform", [sys.executable, "-m", "anfu.cli", "run", "--no-seed-demo"],
                   env, home / "platform.log",
-                  {zone: f"http://127.0.0.1:{port}" for zone, port in ports.items()})
+                  {zone: f"http://127.0.0.1:{port}" for zone, port in ports.items()},
+                  {"Authorization": f"Bearer {token}"})
 
 
 def start_ceiling(folder: Path, public_key: Path) -> Service:

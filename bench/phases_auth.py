@@ -148,9 +148,9 @@ def phase_wallet(b: Bench, t: Target, rate: float) -> dict[str, Any]:
     for variant in ("bearer", "dpop"):
         preflight_wallet(t, variant)
         wallet_run(t, variant, WARMUP_S, rate, f"wallet-{variant}-warmup")
-        before = batch_counters(t.admin)
+        before = batch_counters(t.admin, t.admin_headers)
         run = wallet_run(t, variant, b.seconds, rate, f"wallet-{variant}")
-        run.update(batch_figures(before, batch_counters(t.admin), b.seconds))
+        run.update(batch_figures(before, batch_counters(t.admin, t.admin_headers), b.seconds))
         b.log(f"  GET /v1/wallet, {variant}: {describe_run(run)};"
               f" {run.get('server_cpu_us_per_req') or 0:,.0f} µs server CPU per request")
         if run["exhausted_threads"]:

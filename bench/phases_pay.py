@@ -64,9 +64,9 @@ def phase_pay(b: Bench, t: Target, rate: float, profile_it: bool) -> dict[str, A
         preflight_pay(t, variant)
         pay_run(t, variant, WARMUP_S, rate, f"pay-{variant}-warmup")
         lines = pay_lines(t, variant, b.seconds, rate, f"pay-{variant}")
-        before = batch_counters(t.admin)
+        before = batch_counters(t.admin, t.admin_headers)
         run = pay_wrk(t, lines, variant, b.seconds)
-        run.update(batch_figures(before, batch_counters(t.admin), b.seconds))
+        run.update(batch_figures(before, batch_counters(t.admin, t.admin_headers), b.seconds))
         b.log(f"  {variant}: {describe_run(run)}")
         if run["exhausted_threads"]:
             b.log("  NOTE: the prepared trades ran out during the measured run: lower bound")

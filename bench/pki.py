@@ -110,7 +110,8 @@ def ocsp_request_file(service: harness.Service, folder: Path) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(
         [x509.NameAttribute(NameOID.COMMON_NAME, "bench")])).sign(key, hashes.SHA256())
-    reply = httpx.post(f"{service.urls['admin']}/v1/pki/certificates", json={
+    reply = httpx.post(f"{service.urls['admin']}/v1/pki/certificates",
+                       headers=service.admin_headers, json={
         "profile": "server", "subject_id": "bench.example.test",
         "csr": csr.public_bytes(serialization.Encoding.PEM).decode()}, timeout=30)
     reply.raise_for_status()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import ssl
 import subprocess
@@ -21,6 +22,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 # Public known-answer data, carried in the repository (sources in tests/vectors/README.md)
 VECTORS = ROOT / "tests" / "vectors"
+
+
+# The operator token of each platform a test started, by its admin URL: the admin zone
+# refuses calls without it (tests/e2e/security/test_edge_admin.py).
+ADMIN_TOKENS: dict[str, str] = {}
+BOOTSTRAP_TOKEN = re.compile(r"^admin token: (anfu_op_\S+)", re.MULTILINE)
+
+
+def admin_headers(admin_url: str) -> dict[str, str]:
+    """``Authorization`` for the admin zone of the platform at ``admin_url``."""
+    return {"Authorization": f"Bearer {ADMIN_TOKENS[admin_url.rstrip('/')]}"}
 
 
 def free_port() -> int:
@@ -78,6 +90,16 @@ class RunningPlatform:
     process: subprocess.Popen[bytes]
     log_path: Path
     tls: bool = False  # the listeners serve HTTPS (ANFU_TLS=1)
+    seed_demo: bool = False  # `anfu run` seeds the demo merchant and customer
+
+    @property
+    def admin_token(self) -> str:
+        return ADMIN_TOKENS[self.admin]
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """Send with every admin-zone call: ``httpx.get(..., headers=p.admin_headers)``."""
+        return admin_headers(self.admin)
 
     @property
     def ca_bundle(self) -> Path:
@@ -105,7 +127,7 @@ class RunningPlatform:
 
     def restart(self) -> None:
         self.stop()
-        self.process = _spawn(self.env, self.log_path)
+        self.process = _spawn(self.env, self.log_path, seed_demo=self.seed_demo)
         wait_healthy(self)
 
     def logs(self) -> str:
@@ -114,7 +136,7 @@ class RunningPlatform:
     def sms_messages(self, phone: str) -> list[dict[str, Any]]:
         """What the sandbox SMS gateway sent to ``phone``, newest first (the admin API)."""
         reply = httpx.get(f"{self.admin}/v1/sms/outbox", params={"phone": phone, "limit": 50},
-                          verify=self.verify)
+                          headers=self.admin_headers, verify=self.verify)
         reply.raise_for_status()
         return list(reply.json()["messages"])
 
@@ -128,9 +150,11 @@ class RunningPlatform:
         return found.group(1)
 
 
-def _spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(env: dict[str, str], log_path: Path, *,
+           seed_demo: bool = False) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen([sys.executable, "-m", "anfu.cli", "run", "--no-seed-demo"],
+    seeding = "--seed-demo" if seed_demo else "--no-seed-demo"
+    return subprocess.Popen([sys.executable, "-m", "anfu.cli", "run", seeding],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
@@ -149,7 +173,8 @@ def wait_healthy(p: RunningPlatform, timeout: float = 60) -> None:
     raise RuntimeError("platform did not become healthy:\n" + p.logs()[-4000:])
 
 
-def start_platform(home: Path, **overrides: str) -> RunningPlatform:
+def start_platform(home: Path, *, seed_demo: bool = False, **overrides: str
+                   ) -> RunningPlatform:
     home.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in range(3)]
     env = {**os.environ, "ANFU_HOME": str(home), "ANFU_ENV": "test",
@@ -165,6 +190,10 @@ def start_platform(home: Path, **overrides: str) -> RunningPlatform:
            # (tests of that limit set their own).
            "ANFU_SMS_ADDRESS_LIMITS": "100000/60", "ANFU_SMS_LATENCY_MS": "5",
            "ANFU_NOTIFY_ALLOW_NETS": "127.0.0.0/8",  # the test receivers listen on loopback
+           # The sandbox SMS outbox and carrier routes the identity tests read codes from.
+           "ANFU_SANDBOX_ROUTES": "true",
+           # A token of its own per platform; ANFU_ADMIN_TOKEN="" tests the bootstrap token.
+           "ANFU_ADMIN_TOKEN": "test_op_" + secrets.token_urlsafe(24),
            **overrides}
     env.pop("ANFU_TEST_DATABASE_URL", None)
     reset_database(env["ANFU_DATABASE_URL"])
@@ -173,8 +202,11 @@ def start_platform(home: Path, **overrides: str) -> RunningPlatform:
     scheme = "https" if tls else "http"
     p = RunningPlatform(f"{scheme}://127.0.0.1:{ports[0]}", f"{scheme}://127.0.0.1:{ports[1]}",
                         f"{scheme}://127.0.0.1:{ports[2]}", home, env,
-                        _spawn(env, log_path), log_path, tls)
+                        _spawn(env, log_path, seed_demo=seed_demo), log_path, tls,
+                        seed_demo)
     wait_healthy(p)
+    printed = BOOTSTRAP_TOKEN.search(p.logs())  # no ANFU_ADMIN_TOKEN: the first start's
+    ADMIN_TOKENS[p.admin] = env["ANFU_ADMIN_TOKEN"] or (printed.group(1) if printed else "")
     return p
 
 
@@ -190,6 +222,7 @@ class MerchantIdentity:
 def create_merchant(admin_url: str, *, alg: str = "ed25519", notify_url: str | None = None,
                     fee_bps: int | None = 60, name: str = "Test Shop",
                     verify: bool | ssl.SSLContext = True) -> MerchantIdentity:
+    """Through the admin zone, with the operator token of the platform at ``admin_url``."""
     from anfu import crypto
 
     key = crypto.generate_private_key(alg)
@@ -198,7 +231,8 @@ def create_merchant(admin_url: str, *, alg: str = "ed25519", notify_url: str | N
                             "notify_url": notify_url}
     if fee_bps is not None:
         body["fee_bps"] = fee_bps
-    reply = httpx.post(f"{admin_url}/v1/merchants", json=body, timeout=10, verify=verify)
+    reply = httpx.post(f"{admin_url}/v1/merchants", json=body, timeout=10, verify=verify,
+                       headers=admin_headers(admin_url))
     assert reply.status_code == 201, reply.text
     data = reply.json()
     return MerchantIdentity(data["merchant_id"], data["key_id"], alg, key.private_pem(None),

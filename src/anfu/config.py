@@ -32,6 +32,23 @@ class Settings(BaseSettings):
     merchant_addr: str = "127.0.0.1:8001"
     admin_addr: str = "127.0.0.1:8002"
 
+    # The listeners' edges (docs/security.md, "The admin zone and the listeners' edges").
+    admin_token: SecretStr | None = Field(None, description="admin zone bearer token; unset:"
+                                          " made at first start, only its hash kept")
+    admin_hosts: str = Field("", description="Host values the admin zone answers,"
+                             " comma-separated (default: its address, localhost:<port>,"
+                             " 127.0.0.1:<port>, [::1]:<port>)")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body on"
+                                " the mobile and merchant zones")
+    admin_max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest request"
+                                      " body on the admin zone (CSRs, PEM keys)")
+    header_timeout_s: float = Field(10.0, gt=0, le=300, description="a request head (line"
+                                    " and headers) must arrive within this time")
+    trusted_proxies: str = Field("", description="addresses whose X-Forwarded-For is"
+                                 " believed, comma-separated (default: none)")
+    sandbox_routes: bool = Field(False, description="serve the sandbox carrier's token route"
+                                 " and the admin SMS outbox (never in production)")
+
     default_fee_bps: int = Field(60, ge=0, le=10000, description="merchant fee, basis points")
     pay_timeout_s: int = Field(15 * 60, gt=0)
     confirm_timeout_s: int = Field(10 * 24 * 3600, gt=0)
@@ -137,8 +154,21 @@ class Settings(BaseSettings):
                 raise ValueError("SMS limits: comma-separated count/seconds, e.g. 1/60,5/3600")
         return value
 
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # ANFU_ADMIN_TOKEN= (empty) means unset: the bootstrap token is used
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("ANFU_ADMIN_TOKEN: at least 16 characters (e.g. from"
+                             " `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+        return value
+
     @model_validator(mode="after")
     def _production_guard(self) -> Settings:
+        if self.env == "production" and self.sandbox_routes:
+            raise ValueError("ANFU_SANDBOX_ROUTES=true is refused with ANFU_ENV=production:"
+                             " sandbox routes hand out network tokens and SMS codes")
         if self.env == "production" and (
                 self.token_secret is None or self.key_passphrase is None
                 or self.data_key is None):
@@ -162,6 +192,20 @@ class Settings(BaseSettings):
             return [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]
         port = split_addr(self.mobile_addr)[1]
         return [f"http://{self.webauthn_rp_id}:{port}"]
+
+    @property
+    def admin_host_names(self) -> frozenset[str]:
+        """What the admin zone accepts in ``Host`` (lower case, with the port)."""
+        if self.admin_hosts:
+            return frozenset(h.strip().lower() for h in self.admin_hosts.split(",")
+                             if h.strip())
+        port = split_addr(self.admin_addr)[1]
+        return frozenset({self.admin_addr.lower(), f"localhost:{port}", f"127.0.0.1:{port}",
+                          f"[::1]:{port}"})
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def tls_names(self) -> list[str]:

@@ -22,6 +22,27 @@ def redact(text: str) -> str:
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}[REDACTED]", text)
 
 
+# Paths and queries of URLs the platform calls (merchants' notify URLs) may carry the
+# merchant's own secrets (``?key=…``): logs keep the scheme and host only.
+_URL_TAIL = re.compile(r"\b(https?://[^/\s\"'?#]+)[/?#][^\s\"']*")
+
+
+def origins_only(text: str) -> str:
+    return _URL_TAIL.sub(r"\1", text)
+
+
+class OriginsOnly(logging.Filter):
+    """Shortens every URL in a log message to scheme://host[:port], before any handler
+    formats it (httpx logs each request it makes with the full URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shortened = origins_only(message)
+        if shortened != message:
+            record.msg, record.args = shortened, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -41,6 +62,7 @@ def setup_logging(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(OriginsOnly())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

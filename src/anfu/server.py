@@ -17,10 +17,13 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from anfu.api import admin, merchant, mobile
 from anfu.bootstrap import Platform
 from anfu.config import Settings, split_addr
+from anfu.head_timeout import with_head_timeout
+from anfu.operator_credential import OperatorCredential
 from anfu.tls import ZoneTls, keep_fresh
 from anfu.worker import Worker
 
@@ -35,10 +38,20 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app: object, **tls_options: Any) -> uvicorn.Server:
-    options: dict[str, Any] = {"http": "httptools", **tls_options}  # anfu.tls
+def _server(app: object, settings: Settings, **tls_options: Any) -> uvicorn.Server:
+    options: dict[str, Any] = {**tls_options}  # anfu.tls: its protocol and TLS context
+    options["http"] = with_head_timeout(options.get("http", HttpToolsProtocol),
+                                        settings.header_timeout_s)
+    proxies = settings.trusted_proxy_list
+    # X-Forwarded-For is believed only from the proxies named in ANFU_TRUSTED_PROXIES:
+    # uvicorn's default trusts 127.0.0.1, which lets any local process (or a request the
+    # platform itself is tricked into making) pick the address that throttles and audit
+    # events record.
     config = uvicorn.Config(app, log_config=None, access_log=False,  # type: ignore[arg-type]
-                            lifespan="off", backlog=4096, timeout_keep_alive=30, **options)
+                            lifespan="off", backlog=4096, timeout_keep_alive=30,
+                            proxy_headers=bool(proxies),
+                            forwarded_allow_ips=",".join(proxies) if proxies else "",
+                            **options)
     return _Server(config)
 
 
@@ -65,16 +78,17 @@ class Listeners:
                    listen(settings.admin_addr))
 
 
-async def serve(platform: Platform, listeners: Listeners, *, admin_token: str | None = None,
-                run_worker: bool = True) -> None:
+async def serve(platform: Platform, listeners: Listeners, *,
+                operator: OperatorCredential, run_worker: bool = True) -> None:
     # Every listener over TLS with the platform's server certificate
-    zone_tls = ZoneTls.for_platform(platform) if platform.settings.tls else None
+    settings = platform.settings
+    zone_tls = ZoneTls.for_platform(platform) if settings.tls else None
     apps = [("mobile", mobile.create_app(platform), listeners.mobile),
             ("merchant", merchant.create_app(platform), listeners.merchant)]
     if listeners.admin is not None:
-        apps.append(("admin", admin.create_app(platform, admin_token), listeners.admin))
-    servers = [(_server(app, **(zone_tls.uvicorn_options(zone) if zone_tls else {})), sock)
-               for zone, app, sock in apps]
+        apps.append(("admin", admin.create_app(platform, operator), listeners.admin))
+    servers = [(_server(app, settings, **(zone_tls.uvicorn_options(zone) if zone_tls else {})),
+                sock) for zone, app, sock in apps]
     worker = Worker(platform) if run_worker and platform.settings.run_worker else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,12 +111,12 @@ async def serve(platform: Platform, listeners: Listeners, *, admin_token: str | 
 
 
 def run(build: Callable[[], Platform], listeners: Listeners, *, workers: int,
-        admin_token: str | None) -> int:
+        operator: OperatorCredential) -> int:
     """Serve until SIGINT/SIGTERM. With several workers, each is a forked process with its
     own platform (engines, writer thread); process 0 also runs the admin zone and the
     background worker. The parent only watches: if one process dies, all stop."""
     if workers <= 1:
-        return _serve_here(build, listeners, admin_token, run_worker=True)
+        return _serve_here(build, listeners, operator, run_worker=True)
     children: list[int] = []
     for n in range(workers):
         pid = os.fork()
@@ -111,7 +125,7 @@ def run(build: Callable[[], Platform], listeners: Listeners, *, workers: int,
                              listeners.admin if n == 0 else None)
             code = 1
             try:
-                code = _serve_here(build, mine, admin_token, run_worker=n == 0)
+                code = _serve_here(build, mine, operator, run_worker=n == 0)
             finally:
                 os._exit(code)
         children.append(pid)
@@ -119,10 +133,10 @@ def run(build: Callable[[], Platform], listeners: Listeners, *, workers: int,
 
 
 def _serve_here(build: Callable[[], Platform], listeners: Listeners,
-                admin_token: str | None, *, run_worker: bool) -> int:
+                operator: OperatorCredential, *, run_worker: bool) -> int:
     platform = build()
     try:
-        uvloop.run(serve(platform, listeners, admin_token=admin_token, run_worker=run_worker))
+        uvloop.run(serve(platform, listeners, operator=operator, run_worker=run_worker))
     finally:
         platform.close()
     return 0

@@ -54,7 +54,8 @@ def outcome(page: Page) -> dict[str, str | None]:
 
 
 def audit(platform: RunningPlatform, user_id: str, name: str) -> list[dict[str, Any]]:
-    reply = httpx.get(f"{platform.admin}/v1/audit", params={"user_id": user_id, "name": name})
+    reply = httpx.get(f"{platform.admin}/v1/audit",
+                      headers=platform.admin_headers, params={"user_id": user_id, "name": name})
     reply.raise_for_status()
     return list(reply.json()["events"])
 

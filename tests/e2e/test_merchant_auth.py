@@ -118,7 +118,8 @@ def test_rotation_and_revocation_via_admin(platform_urls: RunningPlatform,
                                                            crypto.PrivateKey]) -> None:
     m, _ = merchant
     new_key = crypto.generate_private_key("ecdsa-p256-sha256")
-    added = httpx.post(f"{platform_urls.admin}/v1/merchants/{m.merchant_id}/keys", json={
+    added = httpx.post(f"{platform_urls.admin}/v1/merchants/{m.merchant_id}/keys",
+                       headers=platform_urls.admin_headers, json={
         "alg": "ecdsa-p256-sha256", "public_key_pem": new_key.public_key().public_pem()})
     assert added.status_code == 201
     new_id = added.json()["key_id"]
@@ -128,7 +129,7 @@ def test_rotation_and_revocation_via_admin(platform_urls: RunningPlatform,
                          new_key.private_pem(None))
     assert old.balance()["merchant_id"] == new.balance()["merchant_id"]
     revoked = httpx.post(f"{platform_urls.admin}/v1/merchants/{m.merchant_id}/keys/"
-                         f"{m.key_id}/revoke")
+                         f"{m.key_id}/revoke", headers=platform_urls.admin_headers)
     assert revoked.json()["status"] == "revoked"
     with pytest.raises(ApiError) as info:
         old.balance()
@@ -144,11 +145,13 @@ def test_weak_or_mismatched_keys_are_refused_at_registration(
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
     pem = weak.public_bytes(serialization.Encoding.PEM,
                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    reply = httpx.post(f"{platform_urls.admin}/v1/merchants", json={
+    reply = httpx.post(f"{platform_urls.admin}/v1/merchants",
+                       headers=platform_urls.admin_headers, json={
         "name": "weak", "alg": "rsa-sha256", "public_key_pem": pem})
     assert (reply.status_code, reply.json()["code"]) == (400, "invalid_public_key")
     ed = crypto.generate_private_key("ed25519").public_key().public_pem()
-    reply = httpx.post(f"{platform_urls.admin}/v1/merchants", json={
+    reply = httpx.post(f"{platform_urls.admin}/v1/merchants",
+                       headers=platform_urls.admin_headers, json={
         "name": "mismatch", "alg": "sm2-sm3", "public_key_pem": ed})
     assert (reply.status_code, reply.json()["code"]) == (400, "invalid_public_key")
 

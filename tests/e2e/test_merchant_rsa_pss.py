@@ -79,7 +79,8 @@ def test_admin_adds_an_rsa_pss_key_to_a_merchant(
         platform_urls: RunningPlatform, make_merchant: Callable[..., MerchantIdentity]) -> None:
     m = make_merchant(alg="ed25519")
     new_key = crypto.generate_private_key(ALG)
-    added = httpx.post(f"{platform_urls.admin}/v1/merchants/{m.merchant_id}/keys", json={
+    added = httpx.post(f"{platform_urls.admin}/v1/merchants/{m.merchant_id}/keys",
+                       headers=platform_urls.admin_headers, json={
         "alg": ALG, "public_key_pem": new_key.public_key().public_pem()})
     assert added.status_code == 201, added.text
     shop = MerchantClient(platform_urls.merchant, m.merchant_id, added.json()["key_id"], ALG,

@@ -94,7 +94,7 @@ def test_events_without_notify_url_are_listed_not_sent(shop_factory: Callable[..
     buyer.pay(trade["trade_no"])
     events = shop.events(trade_no=trade["trade_no"])["events"]
     assert [(e["type"], e["delivery_status"]) for e in events] == [("trade.paid", "none")]
-    metrics = httpx.get(f"{platform_urls.admin}/metrics").text
+    metrics = httpx.get(f"{platform_urls.admin}/metrics", headers=platform_urls.admin_headers).text
     assert "anfu_notify_attempts_total" in metrics
 
 

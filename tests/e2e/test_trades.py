@@ -150,7 +150,8 @@ def test_refunds_after_settlement_never_exceed_what_was_paid(
                           mode="direct")
     buyer.pay(b["trade_no"])
     shop.refund(a["trade_no"], "r1", 3000)
-    assert httpx.get(f"{platform_urls.admin}/v1/ledger/check").json()["ok"]
+    assert httpx.get(f"{platform_urls.admin}/v1/ledger/check",
+                     headers=platform_urls.admin_headers).json()["ok"]
     with pytest.raises(ApiError) as closed:
         shop.refund(a["trade_no"], "r2", 1)
     assert closed.value.code == "trade_not_refundable"  # fully refunded: closed

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
-from tests.support import create_merchant, start_platform
+from tests.support import admin_headers, create_merchant, start_platform
 
 
 def mobile_requests(admin: str) -> float:
-    text = httpx.get(f"{admin}/metrics").text
+    text = httpx.get(f"{admin}/metrics", headers=admin_headers(admin)).text
     return sum(float(v) for v in re.findall(
         r'^anfu_http_requests_total\{[^}]*zone="mobile"[^}]*\} ([0-9.e+]+)$', text, re.M))
 
@@ -35,7 +35,8 @@ def test_two_worker_processes(tmp_path: Path, funded_customer: Callable[..., Any
             assert buyer.pay(trade["trade_no"])["status"] == "TRADE_SUCCESS"
         assert buyer.balance("CNY") == 99_000
         assert shop.balance()["balances"][0]["balance"] == 10 * 99  # 0.6% fee, rounded
-        assert httpx.get(f"{platform.admin}/v1/ledger/check").json()["ok"]
+        assert httpx.get(f"{platform.admin}/v1/ledger/check",
+                         headers=platform.admin_headers).json()["ok"]
         before = mobile_requests(platform.admin)
         for _ in range(40):  # a new connection each time: the kernel spreads them
             assert httpx.get(f"{platform.mobile}/healthz").status_code == 200

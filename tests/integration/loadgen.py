@@ -148,7 +148,10 @@ def get_json(http: httpx.Client, cred: Credential, path: str) -> Any:
 
 
 def ledger_check(admin_url: str) -> dict[str, Any]:
-    reply = httpx.get(f"{admin_url}/v1/ledger/check", timeout=60)
+    from tests.support import admin_headers  # the operator token of that platform
+
+    reply = httpx.get(f"{admin_url}/v1/ledger/check", headers=admin_headers(admin_url),
+                      timeout=60)
     data: dict[str, Any] = reply.json()
     assert reply.status_code == 200 and data["ok"], f"ledger invariants broken: {data}"
     return data

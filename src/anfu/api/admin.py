@@ -1,45 +1,44 @@
-"""The admin zone: operators. Loopback-only by default; with ``ANFU_ADMIN_TOKEN`` set, every
-call but /healthz needs ``Authorization: Bearer <token>``."""
+"""The admin zone: operators. Loopback-only by default, and always behind the gate of
+``api/admin_guard.py``: its own Host names, and ``Authorization: Bearer <operator token>``
+on every call but /healthz (``ANFU_ADMIN_TOKEN``, or the bootstrap token of the first
+start: ``anfu/operator_credential.py``)."""
 
 
-import hmac
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, FastAPI, Header
+from fastapi import APIRouter, FastAPI
 from starlette.responses import Response
 
 from anfu.api import admin_identity, bank_ops, pki, problems, txn_signing
+from anfu.api.admin_guard import AdminGuard
 from anfu.api.common import MetricsMiddleware, add_health, json_response
+from anfu.api.limits import install_body_limit
 from anfu.api.schemas import NewKey, NewMerchant
 from anfu.api.transparency import OperatorActionLog, build_admin_router
 from anfu.bootstrap import Platform
 from anfu.db.ledger_store import check_invariants
 from anfu.db.merchant_store import SqlMerchantStore
-from anfu.errors import AuthenticationFailed, NotFound
+from anfu.errors import NotFound
 from anfu.merchants import service as merchants
 from anfu.notify.network import address_policy, vet_notify_url
+from anfu.operator_credential import OperatorCredential
 
 
-def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
+def create_app(platform: Platform, credential: OperatorCredential) -> FastAPI:
     app = FastAPI(title="anfu admin zone", version="1", docs_url="/docs", redoc_url=None,
                   summary="Operators: merchants, keys, ledger checks, metrics")
+    settings = platform.settings
     problems.install(app, "admin", lambda z, c: platform.metrics.security.labels(z, c).inc())
+    # Innermost first: the gate, then the body limit around it (a declared oversize body is
+    # refused before the token is even looked at), then metrics around both.
+    app.add_middleware(AdminGuard, platform=platform, credential=credential,
+                       hosts=settings.admin_host_names)
+    install_body_limit(app, settings.admin_max_body_bytes, "admin")
     app.add_middleware(MetricsMiddleware, platform=platform, zone="admin")
     # Every successful mutating call becomes an operator.action log entry
     app.add_middleware(OperatorActionLog, platform=platform)
     add_health(app, "admin")
+    router = APIRouter(prefix="/v1")
 
-    async def operator(authorization: Annotated[str | None, Header()] = None) -> None:
-        if admin_token is None:
-            return
-        given = (authorization or "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), admin_token.encode()):
-            raise AuthenticationFailed("operator token missing or wrong",
-                                       code="operator_token_invalid")
-
-    router = APIRouter(prefix="/v1", dependencies=[Depends(operator)])
-
-    @app.get("/metrics", summary="Prometheus metrics", dependencies=[Depends(operator)])
+    @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
         return Response(platform.metrics.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -96,10 +95,8 @@ def create_app(platform: Platform, admin_token: str | None = None) -> FastAPI:
 
     admin_identity.build_router(platform, router)
     app.include_router(router)
-    # CAs, issuance, revocation
-    app.include_router(pki.build_admin_router(platform), dependencies=[Depends(operator)])
-    app.include_router(txn_signing.build_admin_router(platform),
-                       dependencies=[Depends(operator)])
-    app.include_router(bank_ops.build_admin_router(platform), dependencies=[Depends(operator)])
-    app.include_router(build_admin_router(platform), dependencies=[Depends(operator)])  # log audit
+    app.include_router(pki.build_admin_router(platform))  # CAs, issuance, revocation
+    app.include_router(txn_signing.build_admin_router(platform))
+    app.include_router(bank_ops.build_admin_router(platform))
+    app.include_router(build_admin_router(platform))  # the log's auditor view
     return app

@@ -20,7 +20,14 @@ from anfu.identity.throttle import account_key
 
 
 def build_router(platform: Platform, router: APIRouter) -> None:
-    @router.get("/sms/outbox", summary="Sandbox SMS gateway: the newest messages")
+    if platform.settings.sandbox_routes:  # ANFU_SANDBOX_ROUTES: never in production
+        add_sandbox_outbox(platform, router)
+    add_operator_routes(platform, router)
+
+
+def add_sandbox_outbox(platform: Platform, router: APIRouter) -> None:
+    @router.get("/sms/outbox", summary="Sandbox SMS gateway: the newest messages",
+                tags=["sandbox"])
     async def sms_outbox(phone: str | None = Query(None, max_length=16),
                          limit: int = Query(20, ge=1, le=500)) -> Response:
         gateway = platform.sms
@@ -33,6 +40,8 @@ def build_router(platform: Platform, router: APIRouter) -> None:
              "sent_at": m.sent_at.isoformat(), "status": m.status, "segments": m.segments,
              "reason": m.reason} for m in messages]})
 
+
+def add_operator_routes(platform: Platform, router: APIRouter) -> None:
     @router.get("/audit", summary="Authentication audit events, oldest first")
     async def audit(user_id: str | None = Query(None, max_length=32),
                     name: str | None = Query(None, max_length=64),

@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from anfu.api import mtls, pki, problems, public_trust, transparency
 from anfu.api.common import MetricsMiddleware, add_health, json_response, path_and_query
 from anfu.api.ledger_log import log_refund
+from anfu.api.limits import install_body_limit
 from anfu.api.mobile import statement_page
 from anfu.api.schemas import Empty, NewRefund, NewTrade
+from anfu.api.signed_first import already_verified, remember_verified, signed_first_route
 from anfu.bootstrap import Platform
 from anfu.db.ledger_store import balances_of
 from anfu.db.merchant_store import SqlMerchantStore
@@ -88,12 +90,12 @@ def create_app(platform: Platform) -> FastAPI:
                   " responses and notifications")
     problems.install(app, "merchant",
                      lambda z, c: platform.metrics.security.labels(z, c).inc())
+    install_body_limit(app, platform.settings.max_body_bytes, "merchant")  # 413 signed too
     mtls.install(app, platform)  # client certificates (inside the response signer)
     app.add_middleware(ResponseSigner, platform=platform)
     app.add_middleware(MetricsMiddleware, platform=platform, zone="merchant")
     add_health(app, "merchant")
     settings = platform.settings
-    router = APIRouter(prefix="/v1")
 
     class _Directory:
         def merchant(self, merchant_id: str) -> Merchant | None:
@@ -107,6 +109,8 @@ def create_app(platform: Platform) -> FastAPI:
                                          window_s=settings.signature_window_s)
 
     async def signed(request: Request) -> VerifiedRequest:
+        if (verified := already_verified(request)) is not None:
+            return verified  # checked by the route, before the body was parsed
         body = await request.body()
         verified = verifier.verify(method=request.method, path_qs=path_and_query(request.scope),
                                    authorization=request.headers.get("authorization"),
@@ -115,9 +119,12 @@ def create_app(platform: Platform) -> FastAPI:
         await platform.write(lambda uow: merchants.remember_nonce(
             SqlMerchantStore(uow.conn), request=verified, window_s=settings.signature_window_s,
             now=uow.now))
+        remember_verified(request, verified)
         return verified
 
     Signed = Annotated[VerifiedRequest, Depends(signed)]
+    SignedFirst = signed_first_route(signed)
+    router = APIRouter(prefix="/v1", route_class=SignedFirst)
     timers = trades.TradeTimers(pay_timeout_s=settings.pay_timeout_s,
                                 confirm_timeout_s=settings.confirm_timeout_s,
                                 max_pay_timeout_s=settings.max_pay_timeout_s)
@@ -227,7 +234,7 @@ def create_app(platform: Platform) -> FastAPI:
         return json_response(platform.read(lambda c: event_view(c, event_id)))
 
     app.include_router(router)
-    app.include_router(pki.build_merchant_router(platform, signed))
+    app.include_router(pki.build_merchant_router(platform, signed, route_class=SignedFirst))
     app.include_router(transparency.build_merchant_receipts_router(platform, signed))
     public_trust.install(app, platform)
     return app

@@ -38,6 +38,7 @@ from anfu.api.common import (
 )
 from anfu.api.identity_kit import IdentityKit, mask_phone
 from anfu.api.ledger_log import log_bank_op, log_payment, log_transfer
+from anfu.api.limits import install_body_limit
 from anfu.api.schemas import MoneyMove, NewUser, P2PTransfer, PasskeyLogin
 from anfu.api.txn_signing import SIGNATURE_HEADER, TxnGate
 from anfu.bootstrap import Platform
@@ -65,6 +66,7 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="anfu mobile zone", version="1", summary="Customers' phones: wallet,"
                   " payments, escrow confirmations", docs_url="/docs", redoc_url=None)
     problems.install(app, "mobile", lambda z, c: platform.metrics.security.labels(z, c).inc())
+    install_body_limit(app, platform.settings.max_body_bytes, "mobile")
     app.add_middleware(MetricsMiddleware, platform=platform, zone="mobile")
     add_health(app, "mobile")
     router = APIRouter(prefix="/v1")
@@ -311,7 +313,8 @@ def create_app(platform: Platform) -> FastAPI:
                                                                  current))
     app.include_router(pki.build_mobile_router(platform, authenticator))
     add_web_pages(app)
-    if platform.settings.env != "production" and isinstance(platform.carrier, SandboxCarrier):
+    # ANFU_SANDBOX_ROUTES (refused with ANFU_ENV=production by the settings)
+    if platform.settings.sandbox_routes and isinstance(platform.carrier, SandboxCarrier):
         add_sandbox_carrier(app, platform.carrier)
     public_trust.install(app, platform)
     return app
@@ -373,7 +376,8 @@ def add_web_pages(app: FastAPI) -> None:
 
 def add_sandbox_carrier(app: FastAPI, carrier: SandboxCarrier) -> None:
     """Plays the operator's side of the phone's data connection, which hands the app a
-    network token (header enrichment). Only with the sandbox carrier, never in production."""
+    network token (header enrichment). Only with the sandbox carrier and
+    ANFU_SANDBOX_ROUTES=true, never in production."""
 
     @app.post("/sandbox/carrier/network-token", summary="Sandbox operator: a network token",
               tags=["sandbox"])

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -227,9 +228,10 @@ def build_mobile_router(platform: Platform, authenticator: Authenticator) -> API
 
 # --- merchant: client certificates ---------------------------------------------------------
 
-def build_merchant_router(platform: Platform,
-                          signed: Callable[..., Any]) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["pki"])
+def build_merchant_router(platform: Platform, signed: Callable[..., Any], *,
+                          route_class: type[APIRoute] = APIRoute) -> APIRouter:
+    """``route_class``: the merchant zone's, which checks ``signed`` before the body parse."""
+    router = APIRouter(prefix="/v1", tags=["pki"], route_class=route_class)
     auth = pki.authority(platform)
     merchant = Depends(signed)
 

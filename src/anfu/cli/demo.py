@@ -65,10 +65,12 @@ def seed(platform: Platform) -> dict[str, Any]:
 
 
 def _print(creds: dict[str, Any], path: Any) -> None:
+    """What ``anfu run`` prints about the demo: never the password, because whatever the
+    run prints ends up in its log; ``anfu demo`` shows it to the person at the terminal."""
     typer.echo(f"demo merchant: {creds['merchant_id']} key {creds['key_id']} (ed25519;"
                f" private key in {path})")
-    typer.echo(f"demo customer: phone {creds['customer_phone']} password"
-               f" {creds['customer_password']}")
+    typer.echo(f"demo customer: phone {creds['customer_phone']} (password in {path};"
+               " `anfu demo` shows it)")
 
 
 def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
@@ -80,6 +82,8 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
                    " first", err=True)
         raise typer.Exit(1)
     creds = json.loads(path.read_text())
+    typer.echo(f"demo customer: phone {creds['customer_phone']} password"
+               f" {creds['customer_password']}   (from {path})")
     shop = MerchantClient(merchant_url, creds["merchant_id"], creds["key_id"], creds["alg"],
                           creds["private_key_pem"])
     phone = creds["customer_phone"]

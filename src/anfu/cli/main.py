@@ -96,9 +96,6 @@ def share_metrics_between_processes(folder: Path) -> None:
 
 @app.command()
 def run(
-    admin_token: Annotated[str | None, typer.Option(envvar="ANFU_ADMIN_TOKEN",
-                                                    help="Bearer token for the admin zone")]
-    = None,
     seed_demo: Annotated[bool, typer.Option(help="Create the demo merchant and customer")]
     = True,
     workers: Annotated[int, typer.Option(envvar="ANFU_WORKERS", min=1, max=64,
@@ -110,7 +107,8 @@ def run(
 ) -> None:
     """Start the mobile, merchant and admin listeners and the background worker.
 
-    On first start this creates the database and platform keys under ANFU_HOME (var/).
+    On first start this creates the database and platform keys under ANFU_HOME (var/), and,
+    unless ANFU_ADMIN_TOKEN is set, the admin zone's bearer token (printed this once).
     """
     settings = _settings()
     if tls and not settings.tls:
@@ -125,6 +123,7 @@ def run(
     from anfu.bootstrap import build
     from anfu.cli.demo import seed
     from anfu.observability import setup_logging
+    from anfu.operator_credential import prepare
     from anfu.server import Listeners
     from anfu.server import run as serve_until_stopped
 
@@ -154,9 +153,14 @@ def run(
                    f"   (OpenAPI: {scheme}://{addr}/openapi.json)")
     typer.echo(f"database: {settings.resolved_database_url}"
                + (f"   ({workers} worker processes)" if workers > 1 else ""))
+    operator, announcement = prepare(settings)
+    typer.echo(announcement)  # the terminal only: the JSON log never holds the token
+    if settings.sandbox_routes:
+        typer.echo("sandbox routes: ON (ANFU_SANDBOX_ROUTES; development only):"
+                   " mobile /sandbox/carrier/network-token, admin /v1/sms/outbox")
     sys.stdout.flush()
     raise typer.Exit(serve_until_stopped(lambda: build(settings), listeners, workers=workers,
-                                         admin_token=admin_token))
+                                         operator=operator))
 
 
 @db_app.command("upgrade")
@@ -254,6 +258,34 @@ def demo(
     settings = _settings()
     drive(settings, mobile_url or f"http://{settings.mobile_addr}",
           merchant_url or f"http://{settings.merchant_addr}")
+
+
+admin_app = typer.Typer(help="The admin zone's operator credential.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+@admin_app.command("token")
+def admin_token(
+    rotate: Annotated[bool, typer.Option("--rotate", help="Make a new token; the old one"
+                                         " stops working at once")] = False,
+) -> None:
+    """Show where the admin token comes from, or (--rotate) make a new one, printed once."""
+    from anfu.operator_credential import ROTATE_HINT, digest_path
+    from anfu.operator_credential import rotate as make_new
+
+    settings = _settings()
+    if not rotate:
+        source = ("ANFU_ADMIN_TOKEN" if settings.admin_token is not None else
+                  f"the bootstrap token, its SHA-256 in {digest_path(settings)}"
+                  if digest_path(settings).exists() else "none yet: `anfu run` makes one")
+        typer.echo(f"admin token: {source}; {ROTATE_HINT}")
+        return
+    token = make_new(settings)
+    typer.echo(f"admin token: {token}   (shown this once; only its SHA-256 is kept, in"
+               f" {digest_path(settings)}; a running platform takes it at once)")
+    if settings.admin_token is not None:
+        typer.echo("note: ANFU_ADMIN_TOKEN is set and wins while it is: unset it to use"
+                   " this token", err=True)
 
 
 auth_app = typer.Typer(help="Authentication: the policy in force.", no_args_is_help=True)

@@ -70,7 +70,8 @@ def test_a_recent_sim_change_stops_sim_only_login(platform_urls: RunningPlatform
     assert swapped.returncode == 0, swapped.stderr
     refused = sim_login()
     assert (refused.status_code, refused.json()["code"]) == (401, "sim_recently_changed")
-    signals = httpx.get(f"{platform_urls.admin}/v1/users/{customer.user_id}/signals").json()
+    signals = httpx.get(f"{platform_urls.admin}/v1/users/{customer.user_id}/signals",
+                        headers=platform_urls.admin_headers).json()
     assert signals["sim_changed_at"] is not None
     trail = anfu(platform_urls, "users", "audit", customer.user_id, "--name",
                  "identity:sim:recently_changed").stdout.splitlines()

@@ -75,7 +75,8 @@ def test_reset_without_second_factor_takes_the_sms_code_and_ends_every_session(
     session = login_with_sms(platform, phone, NEW_PASSWORD)
     mine = me(platform, session.token).json()
     assert abs(mine["recently_reset_until"] - (time.time() + DAY_S)) < 120
-    signals = httpx.get(f"{platform.admin}/v1/users/{user_id}/signals").json()
+    signals = httpx.get(f"{platform.admin}/v1/users/{user_id}/signals",
+                        headers=platform.admin_headers).json()
     assert signals["recently_reset"] is True
 
 

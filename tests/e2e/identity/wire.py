@@ -129,13 +129,15 @@ def me(platform: RunningPlatform, access_token: str) -> httpx.Response:
 
 
 def audit_events(platform: RunningPlatform, user_id: str, name: str) -> list[Json]:
-    reply = httpx.get(f"{platform.admin}/v1/audit", params={"user_id": user_id, "name": name})
+    reply = httpx.get(f"{platform.admin}/v1/audit",
+                      headers=platform.admin_headers, params={"user_id": user_id, "name": name})
     assert reply.status_code == 200, reply.text
     return list(reply.json()["events"])
 
 
 def unlock(platform: RunningPlatform, user_id: str) -> None:
-    reply = httpx.post(f"{platform.admin}/v1/users/{user_id}/unlock")
+    reply = httpx.post(f"{platform.admin}/v1/users/{user_id}/unlock",
+                       headers=platform.admin_headers)
     assert reply.status_code == 200, reply.text
 
 

@@ -44,7 +44,7 @@ def csr_of(key: ec.EllipticCurvePrivateKey, cn: str = "whatever") -> str:
 
 
 def cas(platform: RunningPlatform) -> list[Json]:
-    reply = httpx.get(f"{platform.admin}/v1/pki/cas")
+    reply = httpx.get(f"{platform.admin}/v1/pki/cas", headers=platform.admin_headers)
     assert reply.status_code == 200, reply.text
     return list(reply.json()["cas"])
 
@@ -132,7 +132,7 @@ def test_renewal_supersedes_and_revoked_device_revokes(platform: RunningPlatform
     client.revoke_device(device_id)
     text = openssl_ocsp(platform, tmp_path, second, platform.merchant)
     assert "leaf.pem: revoked" in text and "Reason: cessationOfOperation" in text, text
-    listed = httpx.get(f"{platform.admin}/v1/pki/certificates",
+    listed = httpx.get(f"{platform.admin}/v1/pki/certificates", headers=platform.admin_headers,
                        params={"profile": "device", "subject_id": device_id}).json()
     assert {c["revocation_reason"] for c in listed["certificates"]} == {
         "superseded", "cessation_of_operation"}
@@ -186,7 +186,7 @@ def test_merchant_certificates_and_openssl(platform: RunningPlatform, tmp_path: 
 
 def test_admin_issue_list_revoke(platform: RunningPlatform, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    reply = httpx.post(f"{platform.admin}/v1/pki/certificates",
+    reply = httpx.post(f"{platform.admin}/v1/pki/certificates", headers=platform.admin_headers,
                        json={"profile": "server", "subject_id": "pay.example.test",
                              "csr": csr_of(key)})
     assert reply.status_code == 201, reply.text
@@ -195,14 +195,18 @@ def test_admin_issue_list_revoke(platform: RunningPlatform, tmp_path: Path) -> N
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["pay.example.test"]
     bad = httpx.post(f"{platform.admin}/v1/pki/certificates/{issued['serial']}/revoke",
+                     headers=platform.admin_headers,
                      json={"reason": "because"})
     assert bad.status_code == 400 and bad.json()["code"] == "reason_invalid"
     gone = httpx.post(f"{platform.admin}/v1/pki/certificates/{issued['serial']}/revoke",
+                      headers=platform.admin_headers,
                       json={"reason": "cessation_of_operation"})
     assert gone.status_code == 200 and gone.json()["status"] == "revoked"
-    missing = httpx.post(f"{platform.admin}/v1/pki/certificates/abc123/revoke", json={})
+    missing = httpx.post(f"{platform.admin}/v1/pki/certificates/abc123/revoke",
+                         headers=platform.admin_headers, json={})
     assert missing.status_code == 404
-    listed = httpx.get(f"{platform.admin}/v1/pki/certificates", params={"profile": "server"})
+    listed = httpx.get(f"{platform.admin}/v1/pki/certificates",
+                       headers=platform.admin_headers, params={"profile": "server"})
     assert issued["serial"] in [c["serial"] for c in listed.json()["certificates"]]
     kinds = {c["kind"] for c in cas(platform)}
     assert kinds == {"root", "issuing", "ocsp"}

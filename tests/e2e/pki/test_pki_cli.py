@@ -33,7 +33,8 @@ def anfu(platform: RunningPlatform, *args: str) -> subprocess.CompletedProcess[s
 
 
 def cas(platform: RunningPlatform) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{platform.admin}/v1/pki/cas").json()["cas"])
+    return list(httpx.get(f"{platform.admin}/v1/pki/cas",
+                          headers=platform.admin_headers).json()["cas"])
 
 
 def test_offline_root_and_issuing_rotation(platform: RunningPlatform, tmp_path: Path) -> None:

@@ -17,7 +17,13 @@ import pytest
 
 from anfu.sdk import ApiError, MerchantClient, WalletClient
 from tests.e2e.identity.wire import login_with_sim
-from tests.support import RunningPlatform, create_merchant, new_customer, start_platform
+from tests.support import (
+    RunningPlatform,
+    admin_headers,
+    create_merchant,
+    new_customer,
+    start_platform,
+)
 
 Json = dict[str, Any]
 
@@ -67,7 +73,7 @@ def test_one_key_two_amounts_books_what_the_bank_did(slow_bank: RunningPlatform,
             assert r.json()["status"] == "succeeded"
             # What the bank did (its own statement) is what the ledger booked.
             check = httpx.get(f"{slow_bank.admin}/v1/bank-operations/{r.json()['id']}",
-                              timeout=10).json()
+                              headers=admin_headers(slow_bank.admin), timeout=10).json()
             assert check["reconciled"] is True, check
             assert check["bank"]["amount"] == r.json()["amount"]
         booked += won.pop()
@@ -108,7 +114,8 @@ def test_a_bank_reply_for_another_amount_books_nothing(platform_urls: RunningPla
     top = raw_move(client, "/v1/topups", {"amount": 577, "currency": "CNY"}, str(uuid.uuid4()))
     assert (top.status_code, top.json()["code"]) == (502, "bank_reply_mismatch")
     assert client.balance("CNY") == 8_923  # available: the top-up was not credited
-    check = httpx.get(f"{platform_urls.admin}/v1/bank-operations/{held}", timeout=10).json()
+    check = httpx.get(f"{platform_urls.admin}/v1/bank-operations/{held}",
+                      headers=admin_headers(platform_urls.admin), timeout=10).json()
     assert check["operation"]["status"] == "review" and check["reconciled"] is False
     assert check["bank"]["amount"] == 1_177  # what the faulty gateway said
 
@@ -166,7 +173,8 @@ def test_a_revoked_device_certificate_never_lowers_the_bar(platform_urls: Runnin
     buyer = new_customer(platform_urls, amount=50_000)
     issued = buyer.request_certificate()
     revoked = httpx.post(f"{platform_urls.admin}/v1/pki/certificates/{issued['serial']}/revoke",
-                         json={"reason": reason}, timeout=10)
+                         json={"reason": reason}, headers=admin_headers(platform_urls.admin),
+                         timeout=10)
     assert revoked.status_code == 200, revoked.text
     merchant = shop(platform_urls)
     trade = merchant.create_trade(out_trade_no="o" + secrets.token_hex(6), amount=2_000,

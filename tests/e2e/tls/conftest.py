@@ -49,7 +49,8 @@ class TlsPlatform:
     root: Path         # the platform's root CA certificate alone
 
     def admin(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.running.admin}{path}", verify=self.running.verify,
+        return httpx.request(method, f"{self.running.admin}{path}",
+                             headers=self.running.admin_headers, verify=self.running.verify,
                              timeout=10, **kw)
 
     def merchant(self) -> MerchantIdentity:
@@ -73,7 +74,8 @@ class TlsPlatform:
 
 
 def root_certificate(platform: RunningPlatform, folder: Path) -> Path:
-    reply = httpx.get(f"{platform.admin}/v1/pki/cas", verify=platform.verify, timeout=10)
+    reply = httpx.get(f"{platform.admin}/v1/pki/cas",
+                      headers=platform.admin_headers, verify=platform.verify, timeout=10)
     assert reply.status_code == 200, reply.text
     roots = [c for c in reply.json()["cas"] if c["kind"] == "root" and c["status"] == "active"]
     path = folder / "root.pem"

@@ -52,7 +52,8 @@ def test_a_signed_payment_gets_a_receipt_checked_offline(platform: RunningPlatfo
     bundle = buyer.verified_receipt(trade["trade_no"])
     receipt = bundle["receipt"]
     assert receipt["kind"] == "payment" and receipt["amount"] == 1200
-    evidence = httpx.get(f"{platform.admin}/v1/txn-evidence/{trade['trade_no']}").json()
+    evidence = httpx.get(f"{platform.admin}/v1/txn-evidence/{trade['trade_no']}",
+                         headers=platform.admin_headers).json()
     assert receipt["device_signature_sha256"] == evidence["signature_sha256"]
     assert receipt["transaction"]["certificate_serial"] == evidence["certificate_serial"]
     # The merchant reads the same receipt through the signed API.

@@ -112,7 +112,8 @@ def test_a_certified_phone_signs_the_payment_it_shows(platform: RunningPlatform)
     assert paid.status_code == 200, paid.text
     assert paid.json()["status"] == "TRADE_SUCCESS"
     assert len(paid.headers["Anfu-Txn-Challenge"]) >= 40  # the next one, ready to sign
-    evidence = httpx.get(f"{platform.admin}/v1/txn-evidence/{trade['trade_no']}").json()
+    evidence = httpx.get(f"{platform.admin}/v1/txn-evidence/{trade['trade_no']}",
+                         headers=platform.admin_headers).json()
     assert evidence["verified"] is True and evidence["operation"] == "payment"
     assert base64.b64decode(evidence["signed_bytes"]).startswith(b"ANFU-TXN-V1\npayment\n")
     assert evidence["certificate_serial"] and evidence["device_id"] == buyer.device_id
