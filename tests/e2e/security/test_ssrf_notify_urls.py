@@ -28,7 +28,14 @@ from tests.e2e.security.notify_support import (
     shop_of,
     store_trade_notify_url,
 )
-from tests.support import NotifyReceiver, RunningPlatform, free_port, new_customer, start_platform
+from tests.support import (
+    NotifyReceiver,
+    RunningPlatform,
+    admin_headers,
+    free_port,
+    new_customer,
+    start_platform,
+)
 
 FORBIDDEN = "notify_url_forbidden_address"
 INVALID = "invalid_notify_url"
@@ -45,7 +52,8 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform
 
 def register(platform: RunningPlatform, notify_url: str) -> httpx.Response:
     key = crypto.generate_private_key("ed25519")
-    return httpx.post(f"{platform.admin}/v1/merchants", timeout=20, json={
+    return httpx.post(f"{platform.admin}/v1/merchants", timeout=20,
+                      headers=admin_headers(platform.admin), json={
         "name": "Probe", "alg": "ed25519", "public_key_pem": key.public_key().public_pem(),
         "notify_url": notify_url})
 
