@@ -24,7 +24,7 @@ from anfu.api import (
     transparency,
     txn_signing,
 )
-from anfu.api.auth import AuthContext, Authenticator, auth_dependency
+from anfu.api.auth import AuthContext, Authenticator, auth_dependency, consume_step_up
 from anfu.api.common import (
     MetricsMiddleware,
     add_health,
@@ -104,9 +104,9 @@ def create_app(platform: Platform) -> FastAPI:
                              raw: bytes, path: str, signature: str | None = None) -> Response:
         key = check_idempotency_key(key, required=True)
         assert key is not None
-        await authenticator.require(c, f"{kind}.create",
-                                    amount=Money(body.amount, body.currency),
-                                    payee="your bank account")
+        grant = await authenticator.require(c, f"{kind}.create",
+                                            amount=Money(body.amount, body.currency),
+                                            payee="your bank account", payee_id=BANK_PAYEE[0])
         user_id = c.user_id
         op_id = "b" + hashlib.sha256(f"{user_id}\n{kind}\n{key}".encode()).hexdigest()[:24]
         fingerprint = request_hash("POST", path, raw)
@@ -123,6 +123,7 @@ def create_app(platform: Platform) -> FastAPI:
             if stored is not None:
                 return None, stored[1]
             gate.commit(uow, approval, op_id)
+            consume_step_up(uow, grant)
             return wallet.begin_bank_op(uow, SqlWalletStore(uow.conn), op_id=op_id,
                                         user_id=user_id, kind=kind, amount=body.amount,
                                         currency=body.currency, bank=BANK,
@@ -191,11 +192,12 @@ def create_app(platform: Platform) -> FastAPI:
         facts = platform.read(payee_facts)
         # Known before the write, so that the phone can sign it.
         transfer_no = "P" + hashlib.sha256(f"{user_id}\ntransfer\n{key}".encode()).hexdigest()[:20]
-        approval = None
+        approval = grant = None
         if facts is not None:
-            await authenticator.require(c, "transfer.create",
-                                        amount=Money(body.amount, body.currency),
-                                        payee=facts[1], first_time_payee=not facts[2])
+            grant = await authenticator.require(c, "transfer.create",
+                                                amount=Money(body.amount, body.currency),
+                                                payee=facts[1], payee_id=facts[0],
+                                                first_time_payee=not facts[2])
             approval = await gate.approve(c, TxnFacts(
                 TxnOperation.TRANSFER, transfer_no, body.amount, body.currency, facts[0],
                 facts[1]), signature)
@@ -208,6 +210,7 @@ def create_app(platform: Platform) -> FastAPI:
             if payee is None:
                 raise NotFound("no customer with that phone or id", code="payee_not_found")
             gate.commit(uow, approval, transfer_no)
+            consume_step_up(uow, grant)
             done = wallet.transfer_p2p(
                 uow, SqlWalletStore(uow.conn), transfer_no=transfer_no, payer_id=user_id,
                 payee_id=payee.user_id, amount=body.amount, currency=body.currency,
@@ -241,9 +244,10 @@ def create_app(platform: Platform) -> FastAPI:
         limits = facts.pop("buyer_limits")
         paid = bool(facts.pop("paid_before"))
         trade = trade_from_row(facts)
-        await authenticator.require(c, operation, amount=Money(trade.amount, trade.currency),
-                                    payee=merchant_name, first_time_payee=not paid,
-                                    user_limits=orjson.loads(limits) if limits else {})
+        grant = await authenticator.require(
+            c, operation, amount=Money(trade.amount, trade.currency), payee=merchant_name,
+            payee_id=trade.merchant_id, first_time_payee=not paid,
+            user_limits=orjson.loads(limits) if limits else {})
         paying = operation == "trade.pay"
         approval = await gate.approve(c, TxnFacts(
             TxnOperation.PAYMENT, trade_no, trade.amount, trade.currency, trade.merchant_id,
@@ -251,6 +255,7 @@ def create_app(platform: Platform) -> FastAPI:
         evidence = approval.evidence if approval is not None else None
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
+            consume_step_up(uow, grant)
             done = action(uow, trade_no=trade_no, buyer_id=user_id)
             if paying and done.paid_at == uow.now:  # paid now, not a retry's earlier payment
                 gate.commit(uow, approval, trade_no)

@@ -53,6 +53,7 @@ from anfu.identity.challenges import (
     reset_requirement,
 )
 from anfu.identity.service import User
+from anfu.identity.step_up import binding_of, grant_from
 
 RESET_MARK_S = 24 * 3600.0
 # Which challenge methods can prove each amr value.
@@ -289,12 +290,22 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         assert ch.user_id is not None
         if ch.kind is ChallengeKind.STEP_UP:
             assert ch.session_id is not None
-            store.add_session_proofs(ch.session_id, ch.proofs)
+            binding = binding_of(ch)
+            if binding is None:  # not a money move: the session itself is raised
+                store.add_session_proofs(ch.session_id, ch.proofs)
+            else:  # a money move: this approves that move only, once
+                store.insert_grant(grant_from(ch, binding, kit.policy, uow.now))
             store.audit("identity:session:stepped_up", now=uow.now, user_id=ch.user_id,
                         session_id=ch.session_id, device_id=ch.device_id,
-                        client_address=address, operation=ch.operation, amr=sorted(ch.proofs))
-            return {"challenge_id": ch.challenge_id, "session_id": ch.session_id,
-                    "acr": kit.policy.acr(ch.proofs, uow.now), "amr": sorted(ch.proofs)}
+                        client_address=address, operation=ch.operation, amr=sorted(ch.proofs),
+                        bound_to_operation=binding is not None)
+            out = {"challenge_id": ch.challenge_id, "session_id": ch.session_id,
+                   "acr": kit.policy.acr(ch.proofs, uow.now), "amr": sorted(ch.proofs)}
+            if binding is not None:
+                out["grant"] = {"operation": ch.operation, "amount": ch.amount,
+                                "currency": ch.currency, "payee": ch.payee,
+                                "single_use": True}
+            return out
         bound = device if device is not None and ch.device_id else None
         tokens = kit.open_session(uow, user_id=ch.user_id, proofs=ch.proofs, device=bound,
                                   address=address)
