@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from tests.softattest import shared_keystore
+
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT.parent / "shared" / "vectors"
 
@@ -163,6 +165,9 @@ def start_platform(home: Path, **overrides: str) -> RunningPlatform:
            # Every test customer signs in from 127.0.0.1: lift the per-address SMS limit
            # (tests of that limit set their own).
            "ANFU_SMS_ADDRESS_LIMITS": "100000/60", "ANFU_SMS_LATENCY_MS": "5",
+           # The test Keystore's root: the phones of new_customer() attest their keys.
+           "ANFU_ATTESTATION_ROOTS": str(shared_keystore().write_root(
+               home / "attestation-root.pem")),
            **overrides}
     env.pop("ANFU_TEST_DATABASE_URL", None)
     reset_database(env["ANFU_DATABASE_URL"])
@@ -270,7 +275,8 @@ def new_customer(platform: RunningPlatform, *, amount: int = 0, currency: str = 
                  bind_device: bool = True, key_storage: str = "hardware") -> Any:
     """A customer signed up and logged in the way a phone does: password and SMS code (read
     from the sandbox gateway's outbox), then the phone's key bound (hardware-backed by
-    default, so step-ups to level 3 are answered by the key), then topped up."""
+    default and attested by the test Keystore, so step-ups to level 3 are answered by the
+    key), then topped up."""
     import secrets
 
     from anfu.sdk import WalletClient
@@ -281,7 +287,9 @@ def new_customer(platform: RunningPlatform, *, amount: int = 0, currency: str = 
     client.register(phone, PASSWORD)
     client.login(phone, PASSWORD)
     if bind_device:
-        client.bind_device("test phone", key_storage=key_storage)  # type: ignore[arg-type]
+        client.bind_device("test phone", key_storage=key_storage,  # type: ignore[arg-type]
+                           attest=shared_keystore().attest if key_storage == "hardware"
+                           else None)
     if amount:
         client.topup(amount, currency)
     return client

@@ -16,6 +16,7 @@ from anfu.adapters.bank import BankDeclined, BankUnavailable
 from anfu.adapters.carrier import SandboxCarrier
 from anfu.api import (
     cert_login,
+    devices,
     factors,
     pki,
     problems,
@@ -282,6 +283,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(router)
     app.include_router(sessions.build_router(kit, authenticator))
     app.include_router(factors.build_router(kit, authenticator))
+    app.include_router(devices.build_router(kit, authenticator))
     app.include_router(txn_signing.build_router(gate, authenticator))
     app.include_router(cert_login.build_router(kit))
     app.include_router(transparency.build_mobile_receipts_router(platform, authenticator,

@@ -220,7 +220,7 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
 
     def open_challenge(challenge_id: str) -> AuthChallenge:
         ch = platform.read(lambda conn: SqlAuthStore(conn).challenge(challenge_id))
-        if ch is None:
+        if ch is None or not ch.kind.answerable:
             raise AuthenticationFailed("no such challenge; start again",
                                        code="challenge_expired")
         ch.check_open(platform.clock())

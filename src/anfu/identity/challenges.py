@@ -28,6 +28,13 @@ class ChallengeKind(StrEnum):
     LOGIN = "login"
     STEP_UP = "step_up"
     RESET = "reset"
+    # What a phone's Keystore attests a new key with (api/devices.py): never answered here.
+    DEVICE_ATTESTATION = "device_attest"
+
+    @property
+    def answerable(self) -> bool:
+        """Whether the challenge routes take answers (and send SMS codes) for it."""
+        return self is not ChallengeKind.DEVICE_ATTESTATION
 
 
 @dataclass(frozen=True, slots=True)
