@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from anfu.crypto._der import OCTET_STRING, SEQUENCE, tlv, uint
@@ -79,7 +79,7 @@ class SoftKeystore:
         """The chain (leaf first, base64 DER) a phone would send for ``key``."""
         spki = spki_of_jwk((certified_key or key).public.jwk)
         public = serialization.load_der_public_key(spki)
-        assert isinstance(public, ec.EllipticCurvePublicKey)
+        assert isinstance(public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
         start = _now() - DAY
         leaf = (x509.CertificateBuilder().subject_name(_name("Android Keystore Key"))
                 .issuer_name(self.intermediate.subject).public_key(public)

@@ -15,7 +15,6 @@ from anfu.api.common import json_response
 from anfu.api.identity_kit import IdentityKit, b64url
 from anfu.api.schemas import (
     Limits,
-    NewPassword,
     PasskeyRegistration,
     PhoneChange,
     PhoneConfirm,
@@ -80,21 +79,6 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
                     **extras}
 
         return json_response(platform.read(read))
-
-    @router.put("/me/password", status_code=204, summary="Change the password")
-    async def change_password(body: NewPassword, c: AuthContext = current) -> Response:
-        await authenticator.require(c, "password.change")
-        new_hash = await kit.new_password_hash(body.new_password, phone_of(c.user_id))
-
-        def change(uow: SqlUnitOfWork) -> None:
-            SqlUserStore(uow.conn).set_password_hash(c.user_id, new_hash)
-            SqlAuthStore(uow.conn).revoke_sessions(reason="password_changed", now=uow.now,
-                                                   user_id=c.user_id,
-                                                   except_session=c.session_id)
-            audit(uow, "identity:password:changed", c)
-
-        await platform.write(change)
-        return Response(status_code=204)
 
     @router.put("/me/limits", summary="Set the amount above which a payment needs level 3")
     async def set_limits(body: Limits, c: AuthContext = current) -> Response:

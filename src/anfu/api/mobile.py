@@ -18,6 +18,7 @@ from anfu.api import (
     cert_login,
     devices,
     factors,
+    passwords,
     pki,
     problems,
     public_trust,
@@ -284,6 +285,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(sessions.build_router(kit, authenticator))
     app.include_router(factors.build_router(kit, authenticator))
     app.include_router(devices.build_router(kit, authenticator))
+    app.include_router(passwords.build_router(kit, authenticator))
     app.include_router(txn_signing.build_router(gate, authenticator))
     app.include_router(cert_login.build_router(kit))
     app.include_router(transparency.build_mobile_receipts_router(platform, authenticator,

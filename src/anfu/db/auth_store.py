@@ -17,7 +17,7 @@ from anfu.identity.step_up import OperationBinding, StepUpGrant
 _CHALLENGE_COLUMNS = ("challenge_id", "kind", "user_id", "session_id", "device_id",
                       "operation", "required_acr", "requirement", "nonce", "proofs", "amount",
                       "currency", "payee", "sms_challenge_id", "client_address", "created_at",
-                      "expires_at", "completed_at", "payee_id")
+                      "expires_at", "completed_at", "payee_id", "phone")
 # Column names come from the constant above, never from a request.
 _INSERT_CHALLENGE = (f"INSERT INTO auth_challenges ({', '.join(_CHALLENGE_COLUMNS)}) VALUES"  # noqa: S608
                      f" ({', '.join(':' + c for c in _CHALLENGE_COLUMNS)})")
@@ -35,7 +35,7 @@ def _challenge(row: dict[str, Any]) -> AuthChallenge:
         proofs=orjson.loads(row["proofs"]), session_id=row["session_id"],
         device_id=row["device_id"], amount=row["amount"], currency=row["currency"],
         payee=row["payee"], sms_challenge_id=row["sms_challenge_id"],
-        completed_at=row["completed_at"], payee_id=row["payee_id"])
+        completed_at=row["completed_at"], payee_id=row["payee_id"], phone=row["phone"])
 
 
 class SqlAuthStore:
@@ -53,7 +53,7 @@ class SqlAuthStore:
             "currency": ch.currency, "payee": ch.payee,
             "sms_challenge_id": ch.sms_challenge_id, "client_address": ch.client_address,
             "created_at": ch.created_at, "expires_at": ch.expires_at,
-            "completed_at": ch.completed_at, "payee_id": ch.payee_id})
+            "completed_at": ch.completed_at, "payee_id": ch.payee_id, "phone": ch.phone})
 
     def challenge(self, challenge_id: str) -> AuthChallenge | None:
         row = self._sql.row("SELECT * FROM auth_challenges WHERE challenge_id = :c",

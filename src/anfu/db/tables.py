@@ -331,6 +331,7 @@ auth_challenges = Table(
     Column("currency", String(3), nullable=True),
     Column("payee", String(64), nullable=True),
     Column("payee_id", String(64), nullable=True),  # migration 0007
+    Column("phone", String(16), nullable=True),  # a reset's phone, known or not (0007)
     Column("sms_challenge_id", String(40), nullable=True),
     Column("client_address", String(64), nullable=False),
     Column("created_at", Float, nullable=False),

@@ -251,8 +251,11 @@ class MobileSession:
         return list(self._authed("POST", "/v1/factors/totp/confirm",
                                  {"code": code})["recovery_codes"])
 
-    def change_password(self, new_password: str) -> None:
-        self._authed("PUT", "/v1/me/password", {"new_password": new_password})
+    def change_password(self, new_password: str, *, current_password: str) -> None:
+        """Change the password (the current one proves it is the customer); every other
+        session of the account ends and its other devices are told."""
+        self._authed("PUT", "/v1/me/password", {"new_password": new_password,
+                                                "current_password": current_password})
 
     def set_high_value_limit(self, currency: str, amount: int) -> Json:
         return self._authed("PUT", "/v1/me/limits",

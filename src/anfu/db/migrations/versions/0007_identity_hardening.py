@@ -1,5 +1,5 @@
 """identity hardening: step-up grants bound to one operation, verified key attestations,
-the payee id a step-up challenge is bound to
+the payee id a step-up challenge is bound to, the phone a password reset was started for
 
 Revision ID: 0007
 Revises: 0006
@@ -44,10 +44,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("auth_challenges") as batch:
         batch.add_column(sa.Column("payee_id", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("phone", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("auth_challenges") as batch:
+        batch.drop_column("phone")
         batch.drop_column("payee_id")
     op.drop_table("device_attestations")
     op.drop_index("ix_step_up_grants_session", table_name="step_up_grants")
