@@ -14,10 +14,12 @@ from anfu.api.auth import AuthContext, Authenticator, auth_dependency, b64url_de
 from anfu.api.common import json_response
 from anfu.api.identity_kit import IdentityKit, b64url
 from anfu.api.schemas import (
+    Body,
     Limits,
     PasskeyRegistration,
     PhoneChange,
     PhoneConfirm,
+    Secret,
     TotpConfirm,
 )
 from anfu.crypto import passkeys as webauthn
@@ -43,6 +45,14 @@ from anfu.identity.service import check_phone
 MAX_PASSKEYS = 10
 
 
+class SecretProof(Body):
+    current_password: Secret
+
+
+class ProvedPhoneChange(PhoneChange):
+    current_password: Secret
+
+
 def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
     platform = kit.platform
     router = APIRouter(prefix="/v1")
@@ -52,6 +62,18 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         SqlAuthStore(uow.conn).audit(name, now=uow.now, user_id=c.user_id,
                                      session_id=c.session_id, device_id=c.device_id,
                                      client_address=c.client_address, **detail)
+
+    async def reprove(c: AuthContext, body: SecretProof | ProvedPhoneChange) -> None:
+        """A change that weakens the account's protection (a factor removed, the number
+        codes go to) needs the password again, not only a live session."""
+        user = platform.read(lambda conn: SqlUserStore(conn).user(c.user_id))
+        assert user is not None
+        await kit.prove_password(user, body.current_password, c.client_address)
+
+    def tell_other_devices(uow: SqlUnitOfWork, c: AuthContext, kind: str, text: str) -> None:
+        others = [d.device_id for d in SqlFactorStore(uow.conn).devices_of(c.user_id)
+                  if d.device_id != c.device_id]
+        SqlAuthStore(uow.conn).notify_devices(others, kind, text, uow.now)
 
     def phone_of(user_id: str) -> str:
         user = platform.read(lambda conn: SqlUserStore(conn).user(user_id))
@@ -95,9 +117,10 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         return json_response({"high_value_limits": await platform.write(change)})
 
     @router.post("/me/phone", status_code=202, summary="Change phone: send a code to the new one")
-    async def change_phone(body: PhoneChange, request: Request,
+    async def change_phone(body: ProvedPhoneChange, request: Request,
                            c: AuthContext = current) -> Response:
         await authenticator.require(c, "phone.change")
+        await reprove(c, body)
         check_phone(body.new_phone)
         if platform.read(lambda conn: SqlUserStore(conn).user_by_phone(body.new_phone)):
             raise Conflict("this phone number already has an account", code="phone_taken")
@@ -178,11 +201,15 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         return json_response({"enrolled": True, "recovery_codes": recovery})
 
     @router.delete("/factors/totp", status_code=204, summary="Remove the authenticator app")
-    async def remove_totp(c: AuthContext = current) -> Response:
+    async def remove_totp(body: SecretProof, c: AuthContext = current) -> Response:
         await authenticator.require(c, "factor.remove")
+        await reprove(c, body)
 
         def remove(uow: SqlUnitOfWork) -> None:
             SqlFactorStore(uow.conn).delete_totp(c.user_id)
+            tell_other_devices(uow, c, "factor_removed", "The authenticator app was removed"
+                               " from your anfu account. If this was not you, reset your"
+                               " password now.")
             audit(uow, "identity:totp:removed", c)
 
         await platform.write(remove)
@@ -253,12 +280,16 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
 
     @router.delete("/factors/passkeys/{credential_id}", status_code=204,
                    summary="Remove a passkey")
-    async def remove_passkey(credential_id: str, c: AuthContext = current) -> Response:
+    async def remove_passkey(credential_id: str, body: SecretProof,
+                             c: AuthContext = current) -> Response:
         await authenticator.require(c, "factor.remove")
+        await reprove(c, body)
 
         def remove(uow: SqlUnitOfWork) -> None:
             if not SqlFactorStore(uow.conn).delete_passkey(c.user_id, credential_id):
                 raise NotFound("no such passkey", code="passkey_not_found")
+            tell_other_devices(uow, c, "factor_removed", "A passkey was removed from your anfu"
+                               " account. If this was not you, reset your password now.")
             audit(uow, "identity:passkey:removed", c, credential_id=credential_id)
 
         await platform.write(remove)
