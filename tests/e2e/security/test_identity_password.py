@@ -90,3 +90,19 @@ def test_an_answered_reset_can_stand_in_for_the_current_password(
     assert reply.status_code == 204, reply.text
     problem(change(phone, reset_challenge_id=reset["challenge_id"]),
             401, "challenge_expired")  # spent with the change
+
+
+def test_removing_a_factor_needs_the_password_again(platform: RunningPlatform) -> None:
+    from tests.e2e.identity.wire import totp_customer
+
+    customer = totp_customer(platform)
+    path = "/v1/factors/totp"
+
+    def remove(body: dict[str, str] | None) -> httpx.Response:
+        return httpx.request("DELETE", customer.client.base_url + path, json=body,
+                             headers=customer.client.auth_headers("DELETE", path))
+
+    problem(remove(None), 422, "validation_failed")
+    problem(remove({"current_password": "not the password"}), 401, "invalid_credentials")
+    assert remove({"current_password": PASSWORD}).status_code == 204
+    assert audit_events(platform, customer.user_id, "identity:totp:removed")
