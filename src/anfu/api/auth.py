@@ -8,6 +8,9 @@ A revoked device or session is therefore locked out on its next request, not at 
 ``require`` compares the session's assurance level with the policy's level for the operation
 and, when it falls short, opens a step-up challenge and answers 401 ``step_up_required``
 naming the methods that would help (RFC 9470's ``insufficient_user_authentication``).
+For a money move the answer does not raise the session: it is a single-use grant for that
+operation, amount and payee (``identity/step_up``), which ``require`` returns on the retry
+and the route spends with ``consume_step_up`` in the money move's own transaction.
 """
 
 from __future__ import annotations
