@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from tests.softattest import shared_keystore
+
 ROOT = Path(__file__).resolve().parents[1]
 # Public known-answer data, carried in the repository (sources in tests/vectors/README.md)
 VECTORS = ROOT / "tests" / "vectors"
@@ -194,6 +196,9 @@ def start_platform(home: Path, *, seed_demo: bool = False, **overrides: str
            "ANFU_SANDBOX_ROUTES": "true",
            # A token of its own per platform; ANFU_ADMIN_TOKEN="" tests the bootstrap token.
            "ANFU_ADMIN_TOKEN": "test_op_" + secrets.token_urlsafe(24),
+           # The test Keystore's root: the phones of new_customer() attest their keys.
+           "ANFU_ATTESTATION_ROOTS": str(shared_keystore().write_root(
+               home / "attestation-root.pem")),
            **overrides}
     env.pop("ANFU_TEST_DATABASE_URL", None)
     reset_database(env["ANFU_DATABASE_URL"])
@@ -306,7 +311,8 @@ def new_customer(platform: RunningPlatform, *, amount: int = 0, currency: str = 
                  bind_device: bool = True, key_storage: str = "hardware") -> Any:
     """A customer signed up and logged in the way a phone does: password and SMS code (read
     from the sandbox gateway's outbox), then the phone's key bound (hardware-backed by
-    default, so step-ups to level 3 are answered by the key), then topped up."""
+    default and attested by the test Keystore, so step-ups to level 3 are answered by the
+    key), then topped up."""
     import secrets
 
     from anfu.sdk import WalletClient
@@ -317,7 +323,9 @@ def new_customer(platform: RunningPlatform, *, amount: int = 0, currency: str = 
     client.register(phone, PASSWORD)
     client.login(phone, PASSWORD)
     if bind_device:
-        client.bind_device("test phone", key_storage=key_storage)  # type: ignore[arg-type]
+        client.bind_device("test phone", key_storage=key_storage,  # type: ignore[arg-type]
+                           attest=shared_keystore().attest if key_storage == "hardware"
+                           else None)
     if amount:
         client.topup(amount, currency)
     return client

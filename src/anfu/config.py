@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     sim_change_hold_s: int = Field(72 * 3600, ge=0,
                                    description="no SIM-only login this long after a SIM change")
     webauthn_rp_id: str = Field("localhost", description="passkeys: relying party id")
+    attestation_roots: str = Field(
+        "", description="Android key attestation: PEM file(s) of the accepted roots,"
+        " separated by the path separator (:); none: no device key counts as hardware-bound")
     webauthn_origins: str = Field("", description="passkeys: allowed origins, comma-separated"
                                   " (default: http://localhost:<mobile port>)")
 

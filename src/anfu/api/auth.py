@@ -8,6 +8,9 @@ A revoked device or session is therefore locked out on its next request, not at 
 ``require`` compares the session's assurance level with the policy's level for the operation
 and, when it falls short, opens a step-up challenge and answers 401 ``step_up_required``
 naming the methods that would help (RFC 9470's ``insufficient_user_authentication``).
+For a money move the answer does not raise the session: it is a single-use grant for that
+operation, amount and payee (``identity/step_up``), which ``require`` returns on the retry
+and the route spends with ``consume_step_up`` in the money move's own transaction.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from anfu.db.uow import SqlUnitOfWork
 from anfu.errors import AuthenticationFailed, Forbidden
 from anfu.identity.assurance import METHOD_AMR, useful_methods
 from anfu.identity.challenges import ChallengeKind, Requirement, new_challenge
+from anfu.identity.step_up import OperationBinding, StepUpGrant, StepUpGrantUsed
 from anfu.money import Money
 
 
@@ -133,10 +137,14 @@ class Authenticator:
 
     async def require(self, ctx: AuthContext, operation: str, *,
                       amount: Money | None = None, payee: str | None = None,
-                      first_time_payee: bool = False, level: int = 0,
-                      user_limits: dict[str, int] | None = None) -> None:
-        """Return if the session is strong enough for ``operation`` (and at least ``level``);
-        raise StepUpRequired (after recording a challenge the client can answer) otherwise."""
+                      payee_id: str | None = None, first_time_payee: bool = False,
+                      level: int = 0,
+                      user_limits: dict[str, int] | None = None) -> StepUpGrant | None:
+        """Return if the session is strong enough for ``operation`` (and at least ``level``):
+        None when its own proofs are, or, for an operation with an amount, the unused
+        step-up grant of exactly this operation, amount and payee, which the caller spends
+        with ``consume_step_up`` in the transaction that moves the money. Raise
+        StepUpRequired (after recording a challenge the client can answer) otherwise."""
         platform = self._platform
         policy = platform.policy
         now = platform.clock()
@@ -149,7 +157,15 @@ class Authenticator:
                                             user_limits=limits))
         current = policy.acr(ctx.proofs, now)
         if current >= needed:
-            return
+            return None
+        binding = None if amount is None else OperationBinding(
+            ctx.session_id, operation, amount.minor_units, amount.currency, payee or "",
+            payee_id or "")
+        if binding is not None:
+            grants = platform.read(lambda conn: SqlAuthStore(conn).open_grants(binding, now))
+            usable = [g for g in grants if g.usable_for(binding, needed, policy, now)]
+            if usable:
+                return usable[0]
         methods = offered_methods(platform, ctx.user_id, ctx.device_id, ctx.proofs, needed)
         if not methods:
             # Nothing this customer holds can reach the level: say what would, instead of
@@ -169,7 +185,8 @@ class Authenticator:
             requirement=Requirement(acr=needed), client_address=ctx.client_address, now=now,
             proofs=ctx.proofs, session_id=ctx.session_id, device_id=ctx.device_id,
             amount=amount.minor_units if amount else None,
-            currency=amount.currency if amount else None, payee=payee)
+            currency=amount.currency if amount else None, payee=payee,
+            payee_id=payee_id if amount else None)
 
         def record(uow: SqlUnitOfWork) -> None:
             store = SqlAuthStore(uow.conn)
@@ -182,6 +199,17 @@ class Authenticator:
         await platform.write(record)
         raise step_up_problem(platform, challenge.public(), methods, current=current,
                               user_id=ctx.user_id)
+
+
+def consume_step_up(uow: SqlUnitOfWork, grant: StepUpGrant | None) -> None:
+    """Spend the grant ``require`` returned, in the transaction of the money move it
+    approved; ``StepUpGrantUsed`` (409) when a concurrent request spent it first, which rolls
+    that request's money move back."""
+    if grant is None:
+        return
+    if not SqlAuthStore(uow.conn).use_grant(grant.grant_id, uow.now):
+        raise StepUpGrantUsed("this step-up approved one operation and was already used (or"
+                              " expired); retry to be asked again")
 
 
 def offered_methods(platform: Platform, user_id: str, device_id: str | None,

@@ -7,24 +7,22 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from anfu.api.auth import AuthContext, Authenticator, auth_dependency, b64url_decode
 from anfu.api.common import json_response
 from anfu.api.identity_kit import IdentityKit, b64url
 from anfu.api.schemas import (
-    DeviceRename,
+    Body,
     Limits,
-    NewDevice,
-    NewPassword,
     PasskeyRegistration,
     PhoneChange,
     PhoneConfirm,
+    Secret,
     TotpConfirm,
 )
 from anfu.crypto import passkeys as webauthn
-from anfu.crypto.jose import JwkInvalid, parse_public_jwk
 from anfu.crypto.otp import (
     InvalidOtp,
     hash_recovery_code,
@@ -37,16 +35,22 @@ from anfu.crypto.otp import (
 )
 from anfu.db.auth_store import SqlAuthStore
 from anfu.db.factor_store import SqlFactorStore
-from anfu.db.uow import SqlUnitOfWork, new_id
+from anfu.db.uow import SqlUnitOfWork
 from anfu.db.user_store import SqlUserStore
 from anfu.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from anfu.identity import codes
 from anfu.identity.challenges import ChallengeKind, Requirement, new_challenge
-from anfu.identity.devices import Device, DeviceReport
 from anfu.identity.service import check_phone
 
-MAX_DEVICES = 10
 MAX_PASSKEYS = 10
+
+
+class SecretProof(Body):
+    current_password: Secret
+
+
+class ProvedPhoneChange(PhoneChange):
+    current_password: Secret
 
 
 def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
@@ -58,6 +62,18 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         SqlAuthStore(uow.conn).audit(name, now=uow.now, user_id=c.user_id,
                                      session_id=c.session_id, device_id=c.device_id,
                                      client_address=c.client_address, **detail)
+
+    async def reprove(c: AuthContext, body: SecretProof | ProvedPhoneChange) -> None:
+        """A change that weakens the account's protection (a factor removed, the number
+        codes go to) needs the password again, not only a live session."""
+        user = platform.read(lambda conn: SqlUserStore(conn).user(c.user_id))
+        assert user is not None
+        await kit.prove_password(user, body.current_password, c.client_address)
+
+    def tell_other_devices(uow: SqlUnitOfWork, c: AuthContext, kind: str, text: str) -> None:
+        others = [d.device_id for d in SqlFactorStore(uow.conn).devices_of(c.user_id)
+                  if d.device_id != c.device_id]
+        SqlAuthStore(uow.conn).notify_devices(others, kind, text, uow.now)
 
     def phone_of(user_id: str) -> str:
         user = platform.read(lambda conn: SqlUserStore(conn).user(user_id))
@@ -86,21 +102,6 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
 
         return json_response(platform.read(read))
 
-    @router.put("/me/password", status_code=204, summary="Change the password")
-    async def change_password(body: NewPassword, c: AuthContext = current) -> Response:
-        await authenticator.require(c, "password.change")
-        new_hash = await kit.new_password_hash(body.new_password, phone_of(c.user_id))
-
-        def change(uow: SqlUnitOfWork) -> None:
-            SqlUserStore(uow.conn).set_password_hash(c.user_id, new_hash)
-            SqlAuthStore(uow.conn).revoke_sessions(reason="password_changed", now=uow.now,
-                                                   user_id=c.user_id,
-                                                   except_session=c.session_id)
-            audit(uow, "identity:password:changed", c)
-
-        await platform.write(change)
-        return Response(status_code=204)
-
     @router.put("/me/limits", summary="Set the amount above which a payment needs level 3")
     async def set_limits(body: Limits, c: AuthContext = current) -> Response:
         await authenticator.require(c, "limits.change")
@@ -116,9 +117,10 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         return json_response({"high_value_limits": await platform.write(change)})
 
     @router.post("/me/phone", status_code=202, summary="Change phone: send a code to the new one")
-    async def change_phone(body: PhoneChange, request: Request,
+    async def change_phone(body: ProvedPhoneChange, request: Request,
                            c: AuthContext = current) -> Response:
         await authenticator.require(c, "phone.change")
+        await reprove(c, body)
         check_phone(body.new_phone)
         if platform.read(lambda conn: SqlUserStore(conn).user_by_phone(body.new_phone)):
             raise Conflict("this phone number already has an account", code="phone_taken")
@@ -154,115 +156,6 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         if refused is not None:
             raise refused
         return json_response({"user_id": c.user_id, "phone": body.new_phone})
-
-    # --- devices ---
-    @router.post("/devices", status_code=201,
-                 summary="Bind this phone: register its key (DPoP proof by the new key)")
-    async def add_device(body: NewDevice, request: Request, c: AuthContext = current,
-                         dpop: str | None = Header(None, alias="DPoP"),
-                         new_key_proof: str | None = Header(None, alias="Device-Key-Proof"),
-                         ) -> Response:
-        await authenticator.require(c, "device.add")
-        try:
-            key = parse_public_jwk(body.public_jwk)
-        except JwkInvalid as exc:
-            raise InvalidRequest(f"public_jwk: {exc}", code="invalid_device_key") from None
-        # The request proves the new key is held: a DPoP proof it signed. A session already
-        # bound to another key signs its DPoP header with that one, so the new key's proof
-        # travels in Device-Key-Proof instead.
-        await authenticator.verify_proof(request, dpop if c.jkt is None else new_key_proof,
-                                         jkt=key.jkt)
-        report = DeviceReport(name=body.name, app_id=body.app_id, app_version=body.app_version,
-                              app_cert_sha256=body.app_cert_sha256, os=body.os,
-                              rooted=body.rooted, emulator=body.emulator,
-                              key_storage=body.key_storage).checked()
-
-        def add(uow: SqlUnitOfWork) -> dict[str, Any]:
-            factors = SqlFactorStore(uow.conn)
-            if factors.device_by_jkt(key.jkt) is not None:
-                raise Conflict("this key is already registered", code="device_key_taken")
-            if len(factors.devices_of(c.user_id)) >= MAX_DEVICES:
-                raise Conflict(f"at most {MAX_DEVICES} devices; revoke one first",
-                               code="too_many_devices")
-            others = [d.device_id for d in factors.devices_of(c.user_id)]
-            device = Device(device_id=new_id("d"), user_id=c.user_id, alg=key.alg,
-                            public_jwk=dict(key.jwk), jkt=key.jkt, report=report,
-                            created_at=uow.now)
-            factors.insert_device(device)
-            store = SqlAuthStore(uow.conn)
-            out = device.public()
-            if c.jkt is None:
-                # This session now lives on the new device: bind it to the key.
-                store.bind_session(c.session_id, device.device_id, key.jkt)
-                out["session_bound"] = True
-            store.notify_devices(others, "device_added",
-                                 f"A new device \"{report.name}\" was added to your anfu"
-                                 " account. If this was not you, revoke it now.", uow.now)
-            audit(uow, "identity:device:added", c, new_device_id=device.device_id,
-                  key_storage=report.key_storage, rooted=report.rooted,
-                  emulator=report.emulator, app_id=report.app_id)
-            return out
-
-        return json_response(await platform.write(add), 201)
-
-    @router.get("/devices", summary="My bound devices")
-    async def list_devices(c: AuthContext = current,
-                           include_revoked: bool = Query(False)) -> Response:
-        await authenticator.require(c, "device.list")
-        devices = platform.read(lambda conn: SqlFactorStore(conn).devices_of(
-            c.user_id, active_only=not include_revoked))
-        return json_response({"devices": [{**d.public(), "current": d.device_id == c.device_id}
-                                          for d in devices]})
-
-    def own_device(c: AuthContext, device_id: str) -> Device:
-        device = platform.read(lambda conn: SqlFactorStore(conn).device(device_id))
-        if device is None or device.user_id != c.user_id:
-            raise NotFound(f"no device {device_id}", code="device_not_found")
-        return device
-
-    @router.patch("/devices/{device_id}", summary="Rename a device")
-    async def rename_device(device_id: str, body: DeviceRename,
-                            c: AuthContext = current) -> Response:
-        await authenticator.require(c, "device.rename")
-        own_device(c, device_id)
-        name = DeviceReport(body.name, "x", "1", "0" * 64, "x", False, False,
-                            "software").checked().name
-        await platform.write(lambda uow: SqlFactorStore(uow.conn).rename_device(device_id,
-                                                                                 name))
-        return json_response(own_device(c, device_id).public())
-
-    @router.delete("/devices/{device_id}", status_code=204,
-                   summary="Revoke a device (a lost phone): its sessions end at once")
-    async def revoke_device(device_id: str, c: AuthContext = current) -> Response:
-        await authenticator.require(c, "device.revoke")
-        own_device(c, device_id)
-
-        def revoke(uow: SqlUnitOfWork) -> None:
-            if not SqlFactorStore(uow.conn).revoke_device(device_id, uow.now):
-                return
-            ended = SqlAuthStore(uow.conn).revoke_sessions(reason="device_revoked",
-                                                           now=uow.now, device_id=device_id)
-            # the device's certificates go with it (same transaction)
-            from anfu.pki import service as pki
-
-            pki.revoke_device_certificates(uow.conn, device_id,
-                                           reason="cessation_of_operation", now=uow.now)
-            audit(uow, "identity:device:revoked", c, revoked_device_id=device_id,
-                  sessions_ended=ended)
-
-        await platform.write(revoke)
-        return Response(status_code=204)
-
-    @router.get("/devices/current/notices", summary="Security notices for this device")
-    async def notices(c: AuthContext = current, after: int = Query(0, ge=0),
-                      limit: int = Query(50, ge=1, le=200)) -> Response:
-        await authenticator.require(c, "device.notices")
-        if c.device_id is None:
-            raise InvalidRequest("this session is not on a bound device",
-                                 code="device_not_bound")
-        device_id = c.device_id
-        rows = platform.read(lambda conn: SqlAuthStore(conn).notices(device_id, after, limit))
-        return json_response({"notices": rows})
 
     # --- TOTP ---
     @router.post("/factors/totp", status_code=201, summary="Enrol an authenticator app")
@@ -308,11 +201,15 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         return json_response({"enrolled": True, "recovery_codes": recovery})
 
     @router.delete("/factors/totp", status_code=204, summary="Remove the authenticator app")
-    async def remove_totp(c: AuthContext = current) -> Response:
+    async def remove_totp(body: SecretProof, c: AuthContext = current) -> Response:
         await authenticator.require(c, "factor.remove")
+        await reprove(c, body)
 
         def remove(uow: SqlUnitOfWork) -> None:
             SqlFactorStore(uow.conn).delete_totp(c.user_id)
+            tell_other_devices(uow, c, "factor_removed", "The authenticator app was removed"
+                               " from your anfu account. If this was not you, reset your"
+                               " password now.")
             audit(uow, "identity:totp:removed", c)
 
         await platform.write(remove)
@@ -383,12 +280,16 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
 
     @router.delete("/factors/passkeys/{credential_id}", status_code=204,
                    summary="Remove a passkey")
-    async def remove_passkey(credential_id: str, c: AuthContext = current) -> Response:
+    async def remove_passkey(credential_id: str, body: SecretProof,
+                             c: AuthContext = current) -> Response:
         await authenticator.require(c, "factor.remove")
+        await reprove(c, body)
 
         def remove(uow: SqlUnitOfWork) -> None:
             if not SqlFactorStore(uow.conn).delete_passkey(c.user_id, credential_id):
                 raise NotFound("no such passkey", code="passkey_not_found")
+            tell_other_devices(uow, c, "factor_removed", "A passkey was removed from your anfu"
+                               " account. If this was not you, reset your password now.")
             audit(uow, "identity:passkey:removed", c, credential_id=credential_id)
 
         await platform.write(remove)

@@ -71,6 +71,7 @@ class IdentityKit:
             phone_limits=parse_limits(self.settings.sms_phone_limits),
             address_limits=parse_limits(self.settings.sms_address_limits))
         self.dummy_hash = platform.passwords.hash("anfu-timing-equaliser")
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     # --- passwords ---
     # Hashing, verifying and the strength check (zxcvbn: up to ~0.1 s) run in the bounded
@@ -179,6 +180,15 @@ class IdentityKit:
     async def send_code(self, *, phone: str, purpose: codes.Purpose, address: str,
                         amount: Money | None = None, payee: str | None = None,
                         link: AuthChallenge | None = None) -> codes.SmsChallenge:
+        issued = await self.issue_code(phone=phone, purpose=purpose, address=address,
+                                       amount=amount, payee=payee, link=link)
+        await self.deliver(issued, phone)
+        return issued.challenge
+
+    async def issue_code(self, *, phone: str, purpose: codes.Purpose, address: str,
+                         amount: Money | None = None, payee: str | None = None,
+                         link: AuthChallenge | None = None) -> codes.IssuedCode:
+        """Record a code (counting it against the send limits) without sending it."""
         def issue(uow: SqlUnitOfWork) -> codes.IssuedCode:
             issued = self.sms_codes(uow).issue(phone=phone, purpose=purpose,
                                                client_address=address, now=uow.now,
@@ -188,14 +198,29 @@ class IdentityKit:
                                                          issued.challenge_id)
             return issued
 
-        issued = await self.platform.write(issue)
+        return await self.platform.write(issue)
+
+    async def deliver(self, issued: codes.IssuedCode, phone: str) -> None:
         try:
             await self.platform.sms.send(message_id=issued.challenge_id, phone=phone,
                                          text=issued.message)
         except SmsUnavailable as exc:
             raise UpstreamFailed("the SMS gateway did not take the message; ask for a new"
                                  " code", code="sms_unavailable") from exc
-        return issued.challenge
+
+    def deliver_later(self, issued: codes.IssuedCode, phone: str) -> None:
+        """Hand the code to the gateway without waiting for it, so that the answer takes the
+        same time whether or not a message is sent (a password reset must not tell)."""
+        async def send() -> None:
+            try:
+                await self.deliver(issued, phone)
+            except UpstreamFailed:
+                log.warning("the SMS gateway refused a reset code",
+                            extra={"event": "identity:sms:unavailable"})
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
 
     # --- proving one method ---
     async def prove(self, ch: AuthChallenge, user: User, answer: Any,
@@ -204,8 +229,8 @@ class IdentityKit:
         AuthenticationFailed naming the failed check (after counting it)."""
         method = answer.method
         if method == "password":
-            return await self._prove_password(user, _required(answer.password, "password"),
-                                              address)
+            return await self.prove_password(user, _required(answer.password, "password"),
+                                             address)
         if method == "sms":
             return await self._prove_sms(ch, user, _required(answer.code, "code"), address)
         if method in ("totp", "recovery_code"):
@@ -218,7 +243,7 @@ class IdentityKit:
         return await self._prove_passkey(ch, user, _required(answer.credential, "credential"),
                                          address)
 
-    async def _prove_password(self, user: User, password: str, address: str) -> list[str]:
+    async def prove_password(self, user: User, password: str, address: str) -> list[str]:
         keys = self.secret_keys("password", user.user_id, address)
         locked = self.locked(keys)
         ok = await self.password_matches(user.password_hash, password)
@@ -238,29 +263,40 @@ class IdentityKit:
 
     async def _prove_sms(self, ch: AuthChallenge, user: User, code: str,
                          address: str) -> list[str]:
+        return await self.prove_sms_code(ch, subject=user.user_id, user_id=user.user_id,
+                                         phone=user.phone, code=code, address=address)
+
+    async def prove_sms_code(self, ch: AuthChallenge, *, subject: str, user_id: str | None,
+                             phone: str, code: str, address: str,
+                             answerable: bool = True) -> list[str]:
+        """Check the challenge's SMS code, counting failures against ``subject`` (the user
+        id, or the phone of a number without an account). ``answerable=False``: a code
+        nobody was sent, refused exactly as a wrong one is, after the same steps."""
         if ch.sms_challenge_id is None:
             raise AuthenticationFailed("no code was sent for this challenge; ask for one",
                                        code="sms_code_expired")
-        keys = self.secret_keys("sms", user.user_id, address)
+        keys = self.secret_keys("sms", subject, address)
         purpose, amount, payee = self.sms_context(ch)
         sms_id = ch.sms_challenge_id
 
         def verify(uow: SqlUnitOfWork) -> codes.SmsCodeRejected | None:
             try:
-                self.sms_codes(uow).verify(challenge_id=sms_id, code=code, phone=user.phone,
-                                           purpose=purpose, now=uow.now, amount=amount,
-                                           payee=payee)
+                used = self.sms_codes(uow).verify(challenge_id=sms_id, code=code, phone=phone,
+                                                  purpose=purpose, now=uow.now, amount=amount,
+                                                  payee=payee)
             except codes.SmsCodeRejected as exc:
                 return exc  # the spent try must commit
+            if not answerable:
+                return codes.wrong_code(self.code_policy.max_attempts - used.attempts)
             return None
 
         if self.locked(keys):
-            await self.record_failure(keys, "identity:sms:failed", user_id=user.user_id,
+            await self.record_failure(keys, "identity:sms:failed", user_id=user_id,
                                       address=address)
             raise codes.SmsCodeRejected("the code is not correct")
         refused = await self.platform.write(verify)
         if refused is not None:
-            await self.record_failure(keys, "identity:sms:failed", user_id=user.user_id,
+            await self.record_failure(keys, "identity:sms:failed", user_id=user_id,
                                       address=address, check=refused.code)
             raise refused
         return ["sms"]

@@ -18,7 +18,9 @@ from anfu.adapters.bank import BankDeclined, BankReplyMismatch, BankUnavailable
 from anfu.adapters.carrier import SandboxCarrier
 from anfu.api import (
     cert_login,
+    devices,
     factors,
+    passwords,
     pki,
     problems,
     public_trust,
@@ -26,7 +28,7 @@ from anfu.api import (
     transparency,
     txn_signing,
 )
-from anfu.api.auth import AuthContext, Authenticator, auth_dependency
+from anfu.api.auth import AuthContext, Authenticator, auth_dependency, consume_step_up
 from anfu.api.common import (
     MetricsMiddleware,
     add_health,
@@ -117,9 +119,9 @@ def create_app(platform: Platform) -> FastAPI:
                                                          fingerprint))
         if earlier is not None:
             return replayed(earlier)
-        await authenticator.require(c, f"{kind}.create",
-                                    amount=Money(body.amount, body.currency),
-                                    payee="your bank account")
+        grant = await authenticator.require(c, f"{kind}.create",
+                                            amount=Money(body.amount, body.currency),
+                                            payee="your bank account", payee_id=BANK_PAYEE[0])
         op_id = "b" + hashlib.sha256(f"{user_id}\n{kind}\n{key}".encode()).hexdigest()[:24]
         approval = None
         if kind == "withdrawal":
@@ -136,6 +138,7 @@ def create_app(platform: Platform) -> FastAPI:
             if uow.idempotency.find(scope, key) is None:
                 uow.idempotency.reserve(scope, key, fingerprint)
             gate.commit(uow, approval, op_id)
+            consume_step_up(uow, grant)
             return wallet.begin_bank_op(uow, SqlWalletStore(uow.conn), op_id=op_id,
                                         user_id=user_id, kind=kind, amount=body.amount,
                                         currency=body.currency, bank=BANK,
@@ -218,10 +221,10 @@ def create_app(platform: Platform) -> FastAPI:
             raise NotFound("no customer with that phone or id", code="payee_not_found")
         # Known before the write, so that the phone can sign it.
         transfer_no = "P" + hashlib.sha256(f"{user_id}\ntransfer\n{key}".encode()).hexdigest()[:20]
-        await authenticator.require(c, "transfer.create",
-                                    amount=Money(body.amount, body.currency),
-                                    payee=facts.masked_phone,
-                                    first_time_payee=not facts.paid_before)
+        grant = await authenticator.require(c, "transfer.create",
+                                            amount=Money(body.amount, body.currency),
+                                            payee=facts.masked_phone, payee_id=facts.user_id,
+                                            first_time_payee=not facts.paid_before)
         approval = await gate.approve(c, TxnFacts(
             TxnOperation.TRANSFER, transfer_no, body.amount, body.currency, facts.user_id,
             facts.masked_phone), signature)
@@ -237,6 +240,7 @@ def create_app(platform: Platform) -> FastAPI:
                                " check the payee and send it again with a new"
                                " Idempotency-Key", code="payee_changed")
             gate.commit(uow, approval, transfer_no)
+            consume_step_up(uow, grant)
             done = wallet.transfer_p2p(
                 uow, SqlWalletStore(uow.conn), transfer_no=transfer_no, payer_id=user_id,
                 payee_id=facts.user_id, amount=body.amount, currency=body.currency,
@@ -271,9 +275,10 @@ def create_app(platform: Platform) -> FastAPI:
         limits = facts.pop("buyer_limits")
         paid = bool(facts.pop("paid_before"))
         trade = trade_from_row(facts)
-        await authenticator.require(c, operation, amount=Money(trade.amount, trade.currency),
-                                    payee=merchant_name, first_time_payee=not paid,
-                                    user_limits=orjson.loads(limits) if limits else {})
+        grant = await authenticator.require(
+            c, operation, amount=Money(trade.amount, trade.currency), payee=merchant_name,
+            payee_id=trade.merchant_id, first_time_payee=not paid,
+            user_limits=orjson.loads(limits) if limits else {})
         paying = operation == "trade.pay"
         approval = await gate.approve(c, TxnFacts(
             TxnOperation.PAYMENT, trade_no, trade.amount, trade.currency, trade.merchant_id,
@@ -281,6 +286,7 @@ def create_app(platform: Platform) -> FastAPI:
         evidence = approval.evidence if approval is not None else None
 
         def effect(uow: SqlUnitOfWork) -> tuple[int, Any]:
+            consume_step_up(uow, grant)
             done = action(uow, trade_no=trade_no, buyer_id=user_id)
             if paying and done.paid_at == uow.now:  # paid now, not a retry's earlier payment
                 gate.commit(uow, approval, trade_no)
@@ -307,6 +313,8 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(router)
     app.include_router(sessions.build_router(kit, authenticator))
     app.include_router(factors.build_router(kit, authenticator))
+    app.include_router(devices.build_router(kit, authenticator))
+    app.include_router(passwords.build_router(kit, authenticator))
     app.include_router(txn_signing.build_router(gate, authenticator))
     app.include_router(cert_login.build_router(kit))
     app.include_router(transparency.build_mobile_receipts_router(platform, authenticator,

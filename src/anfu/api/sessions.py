@@ -27,13 +27,12 @@ from anfu.api.auth import (
 )
 from anfu.api.common import json_response
 from anfu.api.identity_kit import IdentityKit, mask_phone
+from anfu.api.passwords import prove_reset_code, send_reset_code
 from anfu.api.schemas import (
     ChallengeAnswer,
     Login,
-    NewPassword,
     PasskeyLogin,
     Refresh,
-    ResetStart,
     SimLogin,
     StepUp,
 )
@@ -42,7 +41,7 @@ from anfu.db.auth_store import SqlAuthStore
 from anfu.db.factor_store import SqlFactorStore
 from anfu.db.uow import SqlUnitOfWork
 from anfu.db.user_store import SqlUserStore
-from anfu.errors import AuthenticationFailed, Forbidden
+from anfu.errors import AuthenticationFailed, InvalidRequest
 from anfu.identity import service as identity
 from anfu.identity.challenges import (
     AuthChallenge,
@@ -50,11 +49,10 @@ from anfu.identity.challenges import (
     Requirement,
     login_requirement,
     new_challenge,
-    reset_requirement,
 )
 from anfu.identity.service import User
+from anfu.identity.step_up import binding_of, grant_from
 
-RESET_MARK_S = 24 * 3600.0
 # Which challenge methods can prove each amr value.
 _METHODS_OF_AMR: dict[str, tuple[str, ...]] = {
     "pwd": ("password",), "sms": ("sms",), "otp": ("totp", "recovery_code"),
@@ -206,20 +204,21 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
     async def send_challenge_sms(challenge_id: str, request: Request) -> Response:
         ch = open_challenge(challenge_id)
         user = user_by_id(ch.user_id)
-        if user is None:  # an unknown phone's reset: answer as a known one's is answered
+        if ch.kind is ChallengeKind.RESET:  # the person typed the number: tell nothing
+            return json_response(await send_reset_code(kit, ch, user, client_address(request)),
+                                 202)
+        if user is None:  # a passkey login for an unknown phone: as for a known one
             return json_response({"expires_at": ch.expires_at}, 202)
         purpose, amount, payee = kit.sms_context(ch)
         sms = await kit.send_code(phone=user.phone, purpose=purpose,
                                   address=client_address(request), amount=amount,
                                   payee=payee, link=ch)
-        if ch.kind is ChallengeKind.RESET:  # the person typed the number: tell nothing
-            return json_response({"expires_at": sms.expires_at}, 202)
         return json_response({"sent_to": mask_phone(user.phone),
                               "expires_at": sms.expires_at}, 202)
 
     def open_challenge(challenge_id: str) -> AuthChallenge:
         ch = platform.read(lambda conn: SqlAuthStore(conn).challenge(challenge_id))
-        if ch is None:
+        if ch is None or not ch.kind.answerable:
             raise AuthenticationFailed("no such challenge; start again",
                                        code="challenge_expired")
         ch.check_open(platform.clock())
@@ -236,9 +235,10 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
             # account's other factors shows before the phone is proved.
             raise AuthenticationFailed("answer the SMS code first", code="sms_first")
         if user is None:
-            if ch.kind is ChallengeKind.RESET:  # no code was sent: as for an expired code
-                raise AuthenticationFailed("this code has expired or was already used;"
-                                           " request a new one", code="sms_code_expired")
+            if ch.kind is ChallengeKind.RESET:  # the same checks as for a known number
+                if body.code is None:
+                    raise InvalidRequest("this method needs `code`", code="invalid_request")
+                await prove_reset_code(kit, ch, None, body.code, address)
             if body.method == "passkey":  # as for a known phone's unregistered passkey
                 raise AuthenticationFailed("this passkey is not registered to the account",
                                            code="passkey_unknown")
@@ -289,12 +289,22 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         assert ch.user_id is not None
         if ch.kind is ChallengeKind.STEP_UP:
             assert ch.session_id is not None
-            store.add_session_proofs(ch.session_id, ch.proofs)
+            binding = binding_of(ch)
+            if binding is None:  # not a money move: the session itself is raised
+                store.add_session_proofs(ch.session_id, ch.proofs)
+            else:  # a money move: this approves that move only, once
+                store.insert_grant(grant_from(ch, binding, kit.policy, uow.now))
             store.audit("identity:session:stepped_up", now=uow.now, user_id=ch.user_id,
                         session_id=ch.session_id, device_id=ch.device_id,
-                        client_address=address, operation=ch.operation, amr=sorted(ch.proofs))
-            return {"challenge_id": ch.challenge_id, "session_id": ch.session_id,
-                    "acr": kit.policy.acr(ch.proofs, uow.now), "amr": sorted(ch.proofs)}
+                        client_address=address, operation=ch.operation, amr=sorted(ch.proofs),
+                        bound_to_operation=binding is not None)
+            out = {"challenge_id": ch.challenge_id, "session_id": ch.session_id,
+                   "acr": kit.policy.acr(ch.proofs, uow.now), "amr": sorted(ch.proofs)}
+            if binding is not None:
+                out["grant"] = {"operation": ch.operation, "amount": ch.amount,
+                                "currency": ch.currency, "payee": ch.payee,
+                                "single_use": True}
+            return out
         bound = device if device is not None and ch.device_id else None
         tokens = kit.open_session(uow, user_id=ch.user_id, proofs=ch.proofs, device=bound,
                                   address=address)
@@ -378,57 +388,5 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
         store.audit("identity:session:logout", now=uow.now, user_id=c.user_id,
                     session_id=c.session_id, device_id=c.device_id,
                     client_address=c.client_address, everywhere=everywhere)
-
-    @router.post("/password-resets", summary="Start a password reset (SMS + second factor)")
-    async def start_reset(body: ResetStart, request: Request) -> Response:
-        # A SIM swapped lately would hand the SMS code to whoever swapped it: no reset by
-        # phone for the hold, whoever the number belongs to.
-        changed = await platform.carrier.last_sim_change(body.phone)
-        hold = kit.settings.sim_change_hold_s
-        if changed is not None and platform.clock() - changed.timestamp() < hold:
-            raise Forbidden(f"this number's SIM changed less than {hold // 3600} h ago: a"
-                            " password reset by phone waits until then; sign in on a bound"
-                            " device or contact support", code="sim_recently_changed")
-        user = user_by_phone(body.phone)
-        second: list[str] = []
-        available: set[str] = {"sms"}
-        if user is not None:
-            available = available_methods(user.user_id) - {"password"}
-            devices = platform.read(lambda conn: SqlFactorStore(conn).devices_of(user.user_id))
-            second = [amr for method, amr in (("totp", "otp"), ("recovery_code", "rec"),
-                                              ("passkey", "hwk")) if method in available]
-            second += sorted({d.amr for d in devices} - set(second))
-        ch = new_challenge(ChallengeKind.RESET, user_id=user.user_id if user else None,
-                           operation="password.reset", requirement=reset_requirement(second),
-                           client_address=client_address(request), now=platform.clock())
-        await save(ch)
-        # Only the SMS code is asked for first, whoever the number belongs to; the second
-        # factors the account has are named once the code proved the phone.
-        return started(ch, ["sms"])
-
-    @router.post("/password-resets/{challenge_id}", status_code=204,
-                 summary="Set the new password once the reset challenge is satisfied")
-    async def finish_reset(challenge_id: str, body: NewPassword, request: Request) -> Response:
-        ch = open_challenge(challenge_id)
-        user = user_by_id(ch.user_id)
-        if ch.kind is not ChallengeKind.RESET or user is None or not ch.satisfied(
-                kit.policy, platform.clock()):
-            raise AuthenticationFailed("the reset challenge is not complete",
-                                       code="reset_incomplete")
-        new_hash = await kit.new_password_hash(body.new_password, user.phone)
-
-        def reset(uow: SqlUnitOfWork) -> None:
-            store = SqlAuthStore(uow.conn)
-            if not store.complete(challenge_id, uow.now):
-                raise AuthenticationFailed("this reset was already used",
-                                           code="challenge_expired")
-            SqlUserStore(uow.conn).set_password_hash(user.user_id, new_hash)
-            store.revoke_sessions(reason="password_reset", now=uow.now, user_id=user.user_id)
-            SqlFactorStore(uow.conn).mark_reset(user.user_id, uow.now + RESET_MARK_S)
-            store.audit("identity:password:reset", now=uow.now, user_id=user.user_id,
-                        client_address=client_address(request), amr=sorted(ch.proofs))
-
-        await platform.write(reset)
-        return Response(status_code=204)
 
     return router

@@ -318,4 +318,4 @@ def auth_policy(
         typer.echo(f"  {level}  {operation}{money}")
     limits = ", ".join(f"{c} {v}" for c, v in sorted(policy.default_limits.items()))
     typer.echo(f"level {policy.first_time_payee_level} for a first-time payee; level 3 above:"
-               f" {limits} (minor units)")
+               f" {limits} (minor units); any other currency: {policy.unlisted_rule()}")

@@ -12,11 +12,12 @@ from sqlalchemy import Connection
 from anfu.db.raw import Raw
 from anfu.identity.challenges import AuthChallenge, ChallengeKind, Requirement
 from anfu.identity.codes import Purpose, SmsChallenge
+from anfu.identity.step_up import OperationBinding, StepUpGrant
 
 _CHALLENGE_COLUMNS = ("challenge_id", "kind", "user_id", "session_id", "device_id",
                       "operation", "required_acr", "requirement", "nonce", "proofs", "amount",
                       "currency", "payee", "sms_challenge_id", "client_address", "created_at",
-                      "expires_at", "completed_at")
+                      "expires_at", "completed_at", "payee_id", "phone")
 # Column names come from the constant above, never from a request.
 _INSERT_CHALLENGE = (f"INSERT INTO auth_challenges ({', '.join(_CHALLENGE_COLUMNS)}) VALUES"  # noqa: S608
                      f" ({', '.join(':' + c for c in _CHALLENGE_COLUMNS)})")
@@ -34,7 +35,7 @@ def _challenge(row: dict[str, Any]) -> AuthChallenge:
         proofs=orjson.loads(row["proofs"]), session_id=row["session_id"],
         device_id=row["device_id"], amount=row["amount"], currency=row["currency"],
         payee=row["payee"], sms_challenge_id=row["sms_challenge_id"],
-        completed_at=row["completed_at"])
+        completed_at=row["completed_at"], payee_id=row["payee_id"], phone=row["phone"])
 
 
 class SqlAuthStore:
@@ -52,7 +53,7 @@ class SqlAuthStore:
             "currency": ch.currency, "payee": ch.payee,
             "sms_challenge_id": ch.sms_challenge_id, "client_address": ch.client_address,
             "created_at": ch.created_at, "expires_at": ch.expires_at,
-            "completed_at": ch.completed_at})
+            "completed_at": ch.completed_at, "payee_id": ch.payee_id, "phone": ch.phone})
 
     def challenge(self, challenge_id: str) -> AuthChallenge | None:
         row = self._sql.row("SELECT * FROM auth_challenges WHERE challenge_id = :c",
@@ -114,6 +115,38 @@ class SqlAuthStore:
             " AND revoked_at IS NULL AND session_id <> :x",
             {"n": now, "r": reason, "v": value, "x": except_session})
 
+    # --- step-up grants (identity/step_up.py) ---
+    def insert_grant(self, grant: StepUpGrant) -> None:
+        b = grant.binding
+        self._sql.run(
+            "INSERT INTO step_up_grants (grant_id, session_id, user_id, operation, amount,"
+            " currency, payee, payee_id, acr, proofs, created_at, expires_at, used_at) VALUES"
+            " (:g, :s, :u, :o, :a, :c, :p, :pi, :acr, :pr, :n, :e, NULL)",
+            {"g": grant.grant_id, "s": b.session_id, "u": grant.user_id, "o": b.operation,
+             "a": b.amount, "c": b.currency, "p": b.payee, "pi": b.payee_id, "acr": grant.acr,
+             "pr": orjson.dumps(dict(grant.proofs)).decode(), "n": grant.created_at,
+             "e": grant.expires_at})
+
+    def open_grants(self, binding: OperationBinding, now: float) -> list[StepUpGrant]:
+        """The unused, unexpired grants of exactly this operation, newest first."""
+        rows = self._sql.rows(
+            "SELECT * FROM step_up_grants WHERE session_id = :s AND operation = :o AND"
+            " amount = :a AND currency = :c AND payee = :p AND payee_id = :pi AND"
+            " used_at IS NULL AND expires_at > :n ORDER BY created_at DESC",
+            {"s": binding.session_id, "o": binding.operation, "a": binding.amount,
+             "c": binding.currency, "p": binding.payee, "pi": binding.payee_id, "n": now})
+        return [StepUpGrant(
+            grant_id=r["grant_id"], user_id=r["user_id"], binding=OperationBinding(
+                r["session_id"], r["operation"], r["amount"], r["currency"], r["payee"],
+                r["payee_id"]), acr=r["acr"], proofs=orjson.loads(r["proofs"]),
+            created_at=r["created_at"], expires_at=r["expires_at"]) for r in rows]
+
+    def use_grant(self, grant_id: str, now: float) -> bool:
+        """Spend a grant; False if a concurrent request spent it first."""
+        return self._sql.run("UPDATE step_up_grants SET used_at = :n WHERE grant_id = :g AND"
+                             " used_at IS NULL AND expires_at > :n",
+                             {"n": now, "g": grant_id}) == 1
+
     # --- DPoP proof ids ---
     def remember_jti(self, jkt: str, jti: str, expires_at: float) -> bool:
         """False if this key already used this jti (a replayed proof)."""
@@ -126,6 +159,8 @@ class SqlAuthStore:
         n += self._sql.run("DELETE FROM auth_challenges WHERE expires_at < :n",
                            {"n": now - 86400})
         n += self._sql.run("DELETE FROM sms_sends WHERE at < :n", {"n": now - 86400})
+        n += self._sql.run("DELETE FROM step_up_grants WHERE expires_at < :n",
+                           {"n": now - 86400})
         return n
 
     # --- audit and notices ---

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from anfu.crypto.attestation import KeyAttestation
 from anfu.db.raw import Raw
 from anfu.identity.devices import Device, DeviceReport
 
@@ -28,7 +29,12 @@ def _device(row: dict[str, Any]) -> Device:
     return Device(device_id=row["device_id"], user_id=row["user_id"], alg=row["alg"],
                   public_jwk=orjson.loads(row["public_jwk"]), jkt=row["jkt"], report=report,
                   created_at=row["created_at"], last_seen_at=row["last_seen_at"],
-                  revoked_at=row["revoked_at"])
+                  revoked_at=row["revoked_at"], attestation=row.get("attested_level"))
+
+
+# Every device read carries its verified attestation, if any (one join, no second query).
+_DEVICES = ("SELECT d.*, a.security_level AS attested_level FROM devices d"
+            " LEFT JOIN device_attestations a ON a.device_id = d.device_id")
 
 
 class SqlFactorStore:
@@ -47,19 +53,27 @@ class SqlFactorStore:
             "last_seen_at": d.last_seen_at, "revoked_at": d.revoked_at})
 
     def device(self, device_id: str) -> Device | None:
-        row = self._sql.row("SELECT * FROM devices WHERE device_id = :d", {"d": device_id})
+        row = self._sql.row(_DEVICES + " WHERE d.device_id = :d", {"d": device_id})
         return None if row is None else _device(row)
 
     def device_by_jkt(self, jkt: str) -> Device | None:
-        row = self._sql.row("SELECT * FROM devices WHERE jkt = :j", {"j": jkt})
+        row = self._sql.row(_DEVICES + " WHERE d.jkt = :j", {"j": jkt})
         return None if row is None else _device(row)
 
     def devices_of(self, user_id: str, *, active_only: bool = True) -> list[Device]:
-        sql = "SELECT * FROM devices WHERE user_id = :u"
+        sql = _DEVICES + " WHERE d.user_id = :u"
         if active_only:
-            sql += " AND revoked_at IS NULL"
-        return [_device(r) for r in self._sql.rows(sql + " ORDER BY created_at",
+            sql += " AND d.revoked_at IS NULL"
+        return [_device(r) for r in self._sql.rows(sql + " ORDER BY d.created_at",
                                                     {"u": user_id})]
+
+    def insert_attestation(self, device_id: str, attestation: KeyAttestation,
+                           now: float) -> None:
+        self._sql.run("INSERT INTO device_attestations (device_id, format, security_level,"
+                      " root_sha256, verified_at) VALUES (:d, :f, :l, :r, :n)",
+                      {"d": device_id, "f": attestation.format,
+                       "l": attestation.security_level, "r": attestation.root_sha256,
+                       "n": now})
 
     def rename_device(self, device_id: str, name: str) -> None:
         self._sql.run("UPDATE devices SET name = :n WHERE device_id = :d",

@@ -330,6 +330,8 @@ auth_challenges = Table(
     Column("amount", BigInteger, nullable=True),
     Column("currency", String(3), nullable=True),
     Column("payee", String(64), nullable=True),
+    Column("payee_id", String(64), nullable=True),  # migration 0007
+    Column("phone", String(16), nullable=True),  # a reset's phone, known or not (0007)
     Column("sms_challenge_id", String(40), nullable=True),
     Column("client_address", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -425,4 +427,4 @@ device_notices = Table(
 Index("ix_device_notices_device", device_notices.c.device_id, device_notices.c.id)
 
 # The trust tables live beside this file, one module per domain, on the same metadata.
-from anfu.db import tables_log, tables_pki, tables_trust  # noqa: E402,F401
+from anfu.db import tables_identity, tables_log, tables_pki, tables_trust  # noqa: E402,F401

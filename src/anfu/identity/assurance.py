@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from anfu.identity.txn_signing import TxnSigningPolicy, parse_policy
-from anfu.money import Money
+from anfu.money import MINOR_UNITS, Money
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("auth_policy.toml")
 
@@ -45,6 +45,8 @@ AMR_FACTOR: dict[str, Factor] = {
     "uv": Factor.INHERENCE,    # the authenticator verified the user (biometric or local PIN)
 }
 HARDWARE_BOUND = "hwk"
+# The key of ``[high_value] default_limits`` that applies to every currency not listed.
+UNLISTED_CURRENCY = "default"
 
 # The methods a client can answer a challenge with, and the amr each one adds.
 METHOD_AMR: dict[str, tuple[str, ...]] = {
@@ -100,16 +102,34 @@ class AuthPolicy:
         if first_time_payee:
             level = max(level, self.first_time_payee_level)
         if amount is not None:
-            limits = {**self.default_limits, **(user_limits or {})}
-            limit = limits.get(amount.currency)
-            if limit is not None and amount.minor_units > limit:
+            limit = self.high_value_limit(amount.currency, user_limits)
+            # Deny by default: a currency nobody set a limit for is high value at any amount.
+            if limit is None or amount.minor_units > limit:
                 level = 3
         return level
+
+    def high_value_limit(self, currency: str,
+                         user_limits: Mapping[str, int] | None = None) -> int | None:
+        """The amount above which a payment in ``currency`` needs level 3: the customer's own
+        limit, else the policy's for the currency, else the policy's ``default`` (only when
+        the operator wrote one); None when there is none, and then every amount needs 3."""
+        for limits in (user_limits or {}, self.default_limits):
+            if currency in limits:
+                return limits[currency]
+        return self.default_limits.get(UNLISTED_CURRENCY)
+
+    def unlisted_rule(self) -> str:
+        """What a payment in a currency without a limit needs, in words."""
+        default = self.default_limits.get(UNLISTED_CURRENCY)
+        if default is None:
+            return "level 3 for any amount"
+        return f"level 3 above {default} minor units (the policy's default limit)"
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.source, "operations": dict(self.operations),
                 "max_age_s": {str(k): v for k, v in self.max_age_s.items()},
                 "default_limits": dict(self.default_limits),
+                "unlisted_currency": self.unlisted_rule(),
                 "money_operations": sorted(self.money_operations),
                 "first_time_payee_level": self.first_time_payee_level,
                 "transaction_signing": self.txn_signing.describe()}
@@ -146,6 +166,12 @@ def load_policy(path: Path | None = None) -> AuthPolicy:
         operations = {str(k): int(v) for k, v in data["operations"].items()}
         high = data.get("high_value", {})
         limits = {str(k): int(v) for k, v in high.get("default_limits", {}).items()}
+        odd = sorted(k for k in limits if k != UNLISTED_CURRENCY and k not in MINOR_UNITS)
+        if odd:
+            raise ValueError(f"[high_value] default_limits: unknown currencies {odd}"
+                             f" (ISO 4217 codes, or {UNLISTED_CURRENCY!r})")
+        if any(v < 0 for v in limits.values()):
+            raise ValueError("[high_value] default_limits: limits are minor units >= 0")
         money = frozenset(str(op) for op in high.get("money_operations", []))
         first_payee = int(high.get("first_time_payee_level", 3))
         txn_signing = parse_policy(data.get("transaction_signing", {}))

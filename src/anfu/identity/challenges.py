@@ -28,6 +28,13 @@ class ChallengeKind(StrEnum):
     LOGIN = "login"
     STEP_UP = "step_up"
     RESET = "reset"
+    # What a phone's Keystore attests a new key with (api/devices.py): never answered here.
+    DEVICE_ATTESTATION = "device_attest"
+
+    @property
+    def answerable(self) -> bool:
+        """Whether the challenge routes take answers (and send SMS codes) for it."""
+        return self is not ChallengeKind.DEVICE_ATTESTATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,8 @@ class AuthChallenge:
     payee: str | None = None
     sms_challenge_id: str | None = None
     completed_at: float | None = None
+    payee_id: str | None = None  # the payee's id (merchant, customer, bank) behind its name
+    phone: str | None = None  # a reset's phone, whether or not it has an account
 
     def check_open(self, now: float) -> None:
         if self.completed_at is not None or now >= self.expires_at:
@@ -107,13 +116,14 @@ def new_challenge(kind: ChallengeKind, *, user_id: str | None, operation: str,
                   requirement: Requirement, client_address: str, now: float,
                   proofs: Mapping[str, float] | None = None, session_id: str | None = None,
                   device_id: str | None = None, amount: int | None = None,
-                  currency: str | None = None, payee: str | None = None) -> AuthChallenge:
+                  currency: str | None = None, payee: str | None = None,
+                  payee_id: str | None = None, phone: str | None = None) -> AuthChallenge:
     return AuthChallenge(
         challenge_id="ach_" + random_token(18), kind=kind, user_id=user_id,
         operation=operation, requirement=requirement, nonce=random_token(32),
         client_address=client_address, created_at=now, expires_at=now + CHALLENGE_TTL_S,
         proofs=dict(proofs or {}), session_id=session_id, device_id=device_id,
-        amount=amount, currency=currency, payee=payee)
+        amount=amount, currency=currency, payee=payee, payee_id=payee_id, phone=phone)
 
 
 def login_requirement(*, known_device: bool, totp_enrolled: bool) -> Requirement:

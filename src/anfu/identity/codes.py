@@ -105,6 +105,12 @@ class SmsCodeRejected(AuthenticationFailed):
     code = "sms_code_invalid"
 
 
+def wrong_code(tries_left: int) -> SmsCodeRejected:
+    """The answer to a wrong code, with the tries left."""
+    hint = f"{tries_left} tries left" if tries_left else "no tries left; request a new one"
+    return SmsCodeRejected(f"the code is not correct; {hint}", tries_left=tries_left)
+
+
 class SendLimited(AnfuError):
     """Too many codes for this phone or address; ``extra["retry_after_s"]`` says when to retry.
     The HTTP edge should answer 429 with a ``Retry-After`` header."""
@@ -296,10 +302,7 @@ class SmsCodes:
             self._hasher.verify(code, binding=_binding(challenge_id, phone, ctx),
                                 expected=challenge.code_hash, digits=self._policy.digits)
         except InvalidOtp:
-            left = self._policy.max_attempts - attempts
-            hint = f"{left} tries left" if left else "no tries left; request a new one"
-            raise SmsCodeRejected(f"the code is not correct; {hint}",
-                                  tries_left=left) from None
+            raise wrong_code(self._policy.max_attempts - attempts) from None
         if not self._store.consume(challenge_id, now):
             raise SmsCodeRejected("this code has expired or was already used; request a new one",
                                   code="sms_code_expired")

@@ -2,10 +2,12 @@
 
 A device registers a key pair it generated, with what it reports of itself. Its key then
 answers login and step-up challenges and signs a DPoP proof on every request, so the
-session's tokens are useless anywhere else. What a device reports is not attested here (key
-attestation chains belong to the PKI work), so a claim of hardware key storage is believed
-only from a device that does not also report itself rooted or an emulator, and it is kept
-for the risk engine either way.
+session's tokens are useless anywhere else. What the app reports is a claim, not proof: a
+key is hardware-bound (amr ``hwk``, enough for level 3) only when its key attestation
+verified at registration (``crypto/attestation``: the secure hardware certified the key) and
+the device does not report itself rooted or an emulator. Any other key is ``swk`` (level 2 at
+most with a second factor), whatever ``key_storage`` says; the claim is kept for the risk
+engine.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class Device:
     created_at: float
     last_seen_at: float | None = None
     revoked_at: float | None = None
+    # the verified attestation's security level ("trusted_environment", "strongbox"), or
+    # None when the key was not attested
+    attestation: str | None = None
 
     @property
     def active(self) -> bool:
@@ -72,7 +77,7 @@ class Device:
     @property
     def hardware_bound(self) -> bool:
         r = self.report
-        return r.key_storage == "hardware" and not r.rooted and not r.emulator
+        return self.attestation is not None and not r.rooted and not r.emulator
 
     @property
     def amr(self) -> str:
@@ -83,7 +88,8 @@ class Device:
         r = self.report
         return {"device_id": self.device_id, "name": r.name, "alg": self.alg,
                 "jkt": self.jkt, "key_storage": r.key_storage,
-                "hardware_bound": self.hardware_bound, "app_id": r.app_id,
+                "hardware_bound": self.hardware_bound, "attestation": self.attestation,
+                "app_id": r.app_id,
                 "app_version": r.app_version, "app_cert_sha256": r.app_cert_sha256,
                 "os": r.os, "rooted": r.rooted, "emulator": r.emulator,
                 "created_at": self.created_at, "last_seen_at": self.last_seen_at,

@@ -40,6 +40,8 @@ CodeSource = Callable[[Json], str]
 """Given the challenge (operation, amount, payee, methods …), return the code the person
 typed: the SMS code, or the authenticator app's code."""
 Session = TypeVar("Session", bound="MobileSession")
+Attester = Callable[[DeviceKey, bytes], list[str]]
+"""The phone's Keystore attesting ``key`` for ``challenge``: the certificate chain."""
 MAX_STEPS = 6
 DPOP = "DPoP"  # the token type of a session bound to a device key
 
@@ -157,15 +159,27 @@ class MobileSession:
                     app_id: str = "dev.anfu.wallet", app_version: str = "1.0.0",
                     app_cert_sha256: str | None = None, os: str = "python",
                     rooted: bool = False, emulator: bool = False,
-                    keystore: Path | None = None, passphrase: bytes | None = None) -> Json:
+                    keystore: Path | None = None, passphrase: bytes | None = None,
+                    attest: Attester | None = None) -> Json:
         """Generate a key pair here, register its public half, and bind this session to it:
         from now on every request carries a DPoP proof signed by the key. (A session that is
-        already bound stays bound to its key; the new device is only registered.)"""
+        already bound stays bound to its key; the new device is only registered.)
+
+        ``attest`` is the phone's Keystore: given the key and the platform's attestation
+        challenge, the Android Key Attestation chain (leaf first, base64 DER). Only an
+        attested key is hardware-bound (level 3); without one the key counts as software,
+        whatever ``key_storage`` says."""
         key = DeviceKey.generate(alg)
-        body = {"name": name, "public_jwk": dict(key.public.jwk), "app_id": app_id,
-                "app_version": app_version, "os": os, "rooted": rooted,
-                "emulator": emulator, "key_storage": key_storage,
-                "app_cert_sha256": app_cert_sha256 or hashlib.sha256(app_id.encode()).hexdigest()}
+        body: Json = {
+            "name": name, "public_jwk": dict(key.public.jwk), "app_id": app_id,
+            "app_version": app_version, "os": os, "rooted": rooted, "emulator": emulator,
+            "key_storage": key_storage,
+            "app_cert_sha256": app_cert_sha256 or hashlib.sha256(app_id.encode()).hexdigest()}
+        if attest is not None:
+            challenge = self._authed("POST", "/v1/devices/attestation-challenge")
+            body["attestation"] = {
+                "format": "android-key", "challenge_id": challenge["challenge_id"],
+                "certificate_chain": attest(key, challenge["challenge"].encode("ascii"))}
         # The registration itself is signed by the new key (proof of possession).
         device = self._authed("POST", "/v1/devices", body, proof_key=key)
         if device.get("session_bound"):
@@ -237,8 +251,11 @@ class MobileSession:
         return list(self._authed("POST", "/v1/factors/totp/confirm",
                                  {"code": code})["recovery_codes"])
 
-    def change_password(self, new_password: str) -> None:
-        self._authed("PUT", "/v1/me/password", {"new_password": new_password})
+    def change_password(self, new_password: str, *, current_password: str) -> None:
+        """Change the password (the current one proves it is the customer); every other
+        session of the account ends and its other devices are told."""
+        self._authed("PUT", "/v1/me/password", {"new_password": new_password,
+                                                "current_password": current_password})
 
     def set_high_value_limit(self, currency: str, amount: int) -> Json:
         return self._authed("PUT", "/v1/me/limits",

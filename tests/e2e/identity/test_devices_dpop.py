@@ -31,6 +31,7 @@ from tests.e2e.identity.wire import (
     problem,
     sign_up,
 )
+from tests.softattest import shared_keystore
 from tests.support import PASSWORD, RunningPlatform
 
 
@@ -287,7 +288,7 @@ def test_sdk_keystore_round_trip_logs_in_with_the_device_key(platform: RunningPl
         setup.register(number, PASSWORD)
         setup.login(number, PASSWORD)
         setup.bind_device("my phone", key_storage="hardware", keystore=keystore,
-                          passphrase=passphrase)
+                          passphrase=passphrase, attest=shared_keystore().attest)
     sms_before = len(platform.sms_messages(number))
 
     with WalletClient.from_keystore(platform.mobile, keystore, passphrase) as phone:

@@ -29,7 +29,7 @@ from tests.e2e.identity.wire import (
     problem,
 )
 from tests.softauthn import AuthenticatorRefused, SoftAuthenticator, b64url, unb64url
-from tests.support import RunningPlatform, new_customer
+from tests.support import PASSWORD, RunningPlatform, new_customer
 
 
 def origin_of(platform: RunningPlatform) -> str:
@@ -423,11 +423,16 @@ def test_delete_a_passkey(platform_urls: RunningPlatform,
                           with_passkey: tuple[WalletClient, SoftAuthenticator, str]) -> None:
     customer, authenticator, credential_id = with_passkey
     kept = register(platform_urls, customer, SoftAuthenticator(), "Second")
-    gone = call(platform_urls, customer, "DELETE", f"/v1/factors/passkeys/{credential_id}")
+    unproved = call(platform_urls, customer, "DELETE", f"/v1/factors/passkeys/{credential_id}",
+                    {"current_password": "not the password"})
+    problem(unproved, 401, "invalid_credentials")  # the password again, not only a session
+    gone = call(platform_urls, customer, "DELETE", f"/v1/factors/passkeys/{credential_id}",
+                {"current_password": PASSWORD})
     assert gone.status_code == 204, gone.text
     listed = call(platform_urls, customer, "GET", "/v1/factors/passkeys").json()["passkeys"]
     assert [p["credential_id"] for p in listed] == [kept]
-    again = call(platform_urls, customer, "DELETE", f"/v1/factors/passkeys/{credential_id}")
+    again = call(platform_urls, customer, "DELETE", f"/v1/factors/passkeys/{credential_id}",
+                 {"current_password": PASSWORD})
     problem(again, 404, "passkey_not_found")
     removed = audit_events(platform_urls, customer.user_id or "", "identity:passkey:removed")
     assert [e["detail"]["credential_id"] for e in removed] == [credential_id]
@@ -441,5 +446,6 @@ def test_delete_a_passkey(platform_urls: RunningPlatform,
 
     # Another customer cannot remove someone else's passkey.
     other: WalletClient = new_customer(platform_urls, bind_device=False)
-    foreign = call(platform_urls, other, "DELETE", f"/v1/factors/passkeys/{kept}")
+    foreign = call(platform_urls, other, "DELETE", f"/v1/factors/passkeys/{kept}",
+                   {"current_password": PASSWORD})
     problem(foreign, 404, "passkey_not_found")

@@ -105,8 +105,12 @@ def test_reset_with_totp_enrolled_needs_the_sms_code_and_the_totp_code(
 def test_phone_change_sends_the_code_to_the_new_phone(platform: RunningPlatform) -> None:
     client = new_customer(platform, bind_device=False)
     old_phone, fresh_phone = client.phone, new_phone_number()
-    started = httpx.post(f"{platform.mobile}/v1/me/phone", json={"new_phone": fresh_phone},
-                         headers=bearer(client.access_token))
+    # The current password is asked again: a session alone does not move the number.
+    unproved = httpx.post(f"{platform.mobile}/v1/me/phone", json={"new_phone": fresh_phone},
+                          headers=bearer(client.access_token))
+    problem(unproved, 422, "validation_failed")
+    started = httpx.post(f"{platform.mobile}/v1/me/phone", headers=bearer(client.access_token),
+                         json={"new_phone": fresh_phone, "current_password": PASSWORD})
     assert started.status_code == 202, started.text
     [to_new] = sms_texts(platform, fresh_phone)
     assert "to change your phone number" in to_new

@@ -263,7 +263,11 @@ def test_a_first_time_payee_needs_level_3_which_fades_after_its_max_age(
     assert "device" in challenge["methods"]  # the hardware-backed key answers it
     assert satisfy_step_up(phone, challenge)["acr"] == 3
     assert pay(phone, first).status_code == 200
-    # while level 3 is fresh, another first-time payee needs no new proof
+    # The step-up approved that payment only (dynamic linking, issue 16 item 10a): another
+    # first-time payee asks again, however fresh the proofs.
+    again = step_up_asked(pay(phone, to_also_new))
+    assert (again["payee"], again["amount"]) == ("Second Shop", 1_000)
+    satisfy_step_up(phone, again)
     assert pay(phone, to_also_new).status_code == 200
 
     time.sleep(LEVEL_3_MAX_AGE_S + 0.5)
@@ -272,7 +276,7 @@ def test_a_first_time_payee_needs_level_3_which_fades_after_its_max_age(
     stale = step_up_asked(pay(phone, to_later_new))
     assert (stale["required_acr"], stale["current_acr"]) == (3, 2)
     asked = audit_events(platform, phone.user_id, "identity:session:step_up_required")
-    assert [e["detail"]["operation"] for e in asked] == ["trade.pay", "trade.pay"]
+    assert [e["detail"]["operation"] for e in asked] == ["trade.pay"] * 3
 
 
 def test_the_sms_for_a_payment_step_up_names_amount_and_payee(

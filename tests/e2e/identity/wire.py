@@ -20,6 +20,7 @@ import httpx
 from anfu.crypto.jose import DeviceKey, JoseAlg
 from anfu.crypto.otp import TOTP_PERIOD_S, totp_code
 from anfu.sdk import WalletClient
+from tests.softattest import shared_keystore
 from tests.support import PASSWORD, RunningPlatform, new_customer, start_platform
 
 Json = dict[str, Any]
@@ -203,11 +204,28 @@ class Phone:
             sent["Idempotency-Key"] = str(uuid.uuid4())
         return httpx.request(method, self.url(path), json=body, headers=sent, timeout=10)
 
-    def bind(self, key: DeviceKey | None = None, **report: Any) -> Json:
-        """Register a new device key, proving possession with a DPoP proof by it."""
+    def attestation(self, key: DeviceKey, **forged: Any) -> Json:
+        """The test Keystore's attestation of ``key`` for a fresh platform challenge
+        (``forged`` passes a bad challenge, level, validity or key to the Keystore)."""
+        reply = self.call("POST", "/v1/devices/attestation-challenge")
+        assert reply.status_code == 201, reply.text
+        issued = reply.json()
+        challenge = forged.pop("challenge", issued["challenge"].encode("ascii"))
+        keystore = forged.pop("keystore", shared_keystore())
+        return {"format": "android-key", "challenge_id": issued["challenge_id"],
+                "certificate_chain": keystore.attest(key, challenge, **forged)}
+
+    def bind(self, key: DeviceKey | None = None, *, attested: bool | None = None,
+             **report: Any) -> Json:
+        """Register a new device key, proving possession with a DPoP proof by it; a key
+        reported as kept in hardware comes with the test Keystore's attestation unless
+        ``attested`` is False."""
         key = key or DeviceKey.generate("ES256")
+        body = device_body(key, **report)
+        if attested if attested is not None else body["key_storage"] == "hardware":
+            body["attestation"] = self.attestation(key)
         headers = {**bearer(self.token), "DPoP": key.dpop_proof("POST", self.url("/v1/devices"))}
-        reply = self.call("POST", "/v1/devices", device_body(key, **report), headers=headers)
+        reply = self.call("POST", "/v1/devices", body, headers=headers)
         assert reply.status_code == 201, reply.text
         device = dict(reply.json())
         assert device["session_bound"] is True

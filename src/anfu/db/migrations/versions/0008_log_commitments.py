@@ -3,15 +3,15 @@
 Earlier leaves keep NULL in both: they are ANFU-LOG-V1 entries, signed into the tree with
 their body in clear, and cannot be rewritten (docs/transparency.md, "Existing logs").
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
