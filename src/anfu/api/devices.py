@@ -31,6 +31,7 @@ from anfu.crypto.attestation import (
     verify_android_key,
 )
 from anfu.crypto.jose import DevicePublicKey, JwkInvalid, parse_public_jwk
+from anfu.crypto.sandbox_keystore import ROOT_FILE, SandboxKeystore, sandbox_keystore_folder
 from anfu.db.auth_store import SqlAuthStore
 from anfu.db.factor_store import SqlFactorStore
 from anfu.db.uow import SqlUnitOfWork, new_id
@@ -65,6 +66,11 @@ def build_router(kit: IdentityKit, authenticator: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/v1")
     current = Depends(auth_dependency(authenticator))
     roots = attestation_roots(kit.settings.attestation_roots)
+    if kit.settings.sandbox_routes:
+        # Development: the sandbox phone Keystore (anfu demo's) is an attestation root too.
+        folder = sandbox_keystore_folder(kit.settings.home)
+        SandboxKeystore.in_folder(folder)  # made on first start
+        roots = (*roots, *load_roots([folder / ROOT_FILE]))
 
     def audit(uow: SqlUnitOfWork, name: str, c: AuthContext, **detail: Any) -> None:
         SqlAuthStore(uow.conn).audit(name, now=uow.now, user_id=c.user_id,

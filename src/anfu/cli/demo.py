@@ -13,6 +13,7 @@ import typer
 from anfu import crypto
 from anfu.bootstrap import Platform
 from anfu.config import Settings
+from anfu.crypto.sandbox_keystore import SandboxKeystore, sandbox_keystore_folder
 from anfu.db.merchant_store import SqlMerchantStore
 from anfu.db.uow import new_id
 from anfu.db.user_store import SqlUserStore
@@ -117,8 +118,11 @@ def drive(settings: Settings, mobile_url: str, merchant_url: str) -> None:
         else "the phone's bound key (no SMS)"),
         {k: session[k] for k in ("acr", "amr", "token_type")})
     if first_time:
+        # The phone's Keystore attests the key (the sandbox Keystore of this ANFU_HOME, which
+        # the platform trusts with the sandbox routes on): a hardware-bound key, level 3.
+        phone_keystore = SandboxKeystore.in_folder(sandbox_keystore_folder(settings.home))
         device = buyer.bind_device("demo phone", key_storage="hardware", keystore=keystore,
-                                   passphrase=passphrase)
+                                   passphrase=passphrase, attest=phone_keystore.attest)
         step("2b. the phone binds its key (kept encrypted in var/demo/device.json): every"
              " request now carries a DPoP proof",
              {k: device[k] for k in ("device_id", "alg", "jkt", "hardware_bound")})
