@@ -72,6 +72,9 @@ class SpecResponse:
     path_qs: str
     headers: httpx.Headers
     body: bytes
+    # The request's merchant id and nonce the answer is bound to; "-" for an unsigned one.
+    merchant_id: str = "-"
+    request_nonce: str = "-"
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -94,8 +97,10 @@ def verify_response(resp: SpecResponse, platform_keys: list[dict[str, Any]]) -> 
     public = serialization.load_pem_public_key(key["public_key_pem"].encode())
     if not isinstance(public, Ed25519PublicKey):
         raise SpecSignatureError("platform key is not an Ed25519 key")
-    message = signing_string(str(resp.status), resp.path_qs, params["timestamp"],
-                             params["nonce"], resp.body)
+    digest = hashlib.sha256(resp.body).hexdigest()
+    message = (f"{LABEL}\n{resp.status}\n{resp.path_qs}\n{params['timestamp']}\n"
+               f"{params['nonce']}\n{resp.merchant_id}\n{resp.request_nonce}\n{digest}\n"
+               ).encode()
     try:
         public.verify(base64.b64decode(params["signature"], validate=True), message)
     except (InvalidSignature, ValueError) as exc:
@@ -147,10 +152,13 @@ class SpecMerchantClient:
         headers = {"Accept": "application/json"}
         if payload is not None:
             headers["Content-Type"] = "application/json"
+        bound = ("-", "-")
         if signed:
-            headers["Authorization"] = self.authorization(method, sent_path, body)
+            nonce = secrets.token_urlsafe(24)
+            headers["Authorization"] = self.authorization(method, sent_path, body, nonce=nonce)
+            bound = (self.merchant_id, nonce)
         reply = self._http.request(method, url, content=body, headers=headers)
-        return SpecResponse(reply.status_code, sent_path, reply.headers, reply.content)
+        return SpecResponse(reply.status_code, sent_path, reply.headers, reply.content, *bound)
 
     def fetch_platform_keys(self) -> list[dict[str, Any]]:
         # Trust on first use: the key list must at least be signed by a key it contains.

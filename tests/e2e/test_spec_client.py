@@ -8,16 +8,19 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.spec_client import (
+    LABEL,
     SpecApiError,
     SpecMerchantClient,
     SpecResponse,
     SpecSignatureError,
+    parse_params,
     verify_response,
 )
 
@@ -126,23 +129,38 @@ def test_tampered_response_fails_verification(spec: SpecMerchantClient) -> None:
         tampered_body = resp.body.replace(b"1000", b"1", 1)
     assert tampered_body != resp.body
     with pytest.raises(SpecSignatureError):
-        verify_response(SpecResponse(resp.status, resp.path_qs, resp.headers, tampered_body),
+        verify_response(replace(resp, body=tampered_body),
                         keys)
     with pytest.raises(SpecSignatureError):
-        verify_response(SpecResponse(404, resp.path_qs, resp.headers, resp.body), keys)
+        verify_response(replace(resp, status=404), keys)
     with pytest.raises(SpecSignatureError):
-        verify_response(SpecResponse(resp.status, path + "x", resp.headers, resp.body), keys)
+        verify_response(replace(resp, path_qs=path + "x"), keys)
     unsigned = httpx.Headers({k: v for k, v in resp.headers.items()
                               if k.lower() != "anfu-signature"})
     with pytest.raises(SpecSignatureError):
-        verify_response(SpecResponse(resp.status, resp.path_qs, unsigned, resp.body), keys)
+        verify_response(replace(resp, headers=unsigned), keys)
+    with pytest.raises(SpecSignatureError):  # bound to this request's nonce
+        verify_response(replace(resp, request_nonce=resp.request_nonce[::-1]), keys)
+    with pytest.raises(SpecSignatureError):  # and to this merchant
+        verify_response(replace(resp, merchant_id="m_someone_else"), keys)
 
 
 def _send(spec: SpecMerchantClient, authorization: str, path: str) -> SpecResponse:
     reply = httpx.get(spec.base_url + path, headers={"Authorization": authorization})
-    resp = SpecResponse(reply.status_code, path, reply.headers, reply.content)
-    verify_response(resp, spec.platform_keys or spec.fetch_platform_keys())
-    return resp
+    keys = spec.platform_keys or spec.fetch_platform_keys()
+    try:
+        claimed = parse_params(authorization.removeprefix(LABEL))
+    except SpecSignatureError:
+        claimed = {}
+    bound = SpecResponse(reply.status_code, path, reply.headers, reply.content,
+                         claimed.get("merchant_id", "-"), claimed.get("nonce", "-"))
+    try:  # bound to what the header claims, when the platform could read it
+        verify_response(bound, keys)
+        return bound
+    except SpecSignatureError:
+        unbound = replace(bound, merchant_id="-", request_nonce="-")
+        verify_response(unbound, keys)
+        return unbound
 
 
 def test_refused_requests_name_the_failed_check(spec: SpecMerchantClient) -> None:

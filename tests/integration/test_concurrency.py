@@ -218,7 +218,8 @@ def test_many_buyers_racing_for_one_trade_exactly_one_pays(
             held = 3_000 if b.user_id == winner else 0
             assert loadgen.wallet(http, loadgen.credential(b)) == {
                 "balance": 5_000, "pending_out": held, "available": 5_000 - held}
-        seen = loadgen.get_json(http, loadgen.credential(buyers[0]),
+        winning = next(b for b in buyers if b.user_id == winner)  # a buyer sees its own
+        seen = loadgen.get_json(http, loadgen.credential(winning),
                                 f"/v1/trades/{trade['trade_no']}")
     assert (seen["status"], seen["buyer_id"]) == (PAID, winner)
     loadgen.ledger_check(platform_urls.admin)

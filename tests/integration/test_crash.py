@@ -224,8 +224,10 @@ def check_exactly_once(platform: RunningPlatform, load: Load) -> None:
         for trade in list(load.trades):
             seen = loadgen.get_json(http, cred, f"/v1/trades/{trade['trade_no']}")
             assert seen["status"] == UNPAID, seen
-        for trade_no, buyer in paid_by.items():
-            seen = loadgen.get_json(http, cred, f"/v1/trades/{trade_no}")
+        payer_of = {r.op["trade_no"]: load.payers[r.payer] for r, _ in pays}
+        for trade_no, buyer in paid_by.items():  # each buyer reads its own trade
+            seen = loadgen.get_json(http, loadgen.credential(payer_of[trade_no]),
+                                    f"/v1/trades/{trade_no}")
             assert (seen["status"], seen["buyer_id"]) == (PAID, buyer), seen
 
     # Every key replays its first answer, byte for byte, and moves nothing more.

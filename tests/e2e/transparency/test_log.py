@@ -27,7 +27,14 @@ from anfu.transparency.verify import (
     verify_receipt_bundle,
     verify_sth_consistency,
 )
-from tests.support import ROOT, RunningPlatform, create_merchant, eventually, new_customer
+from tests.support import (
+    ROOT,
+    RunningPlatform,
+    admin_headers,
+    create_merchant,
+    eventually,
+    new_customer,
+)
 from tests.support import start_platform as start
 
 Json = dict[str, Any]
@@ -81,7 +88,8 @@ def test_operator_action_is_logged_and_provably_included(platform: RunningPlatfo
     assert set(json.loads(data.split(b"\n", 1)[1])) == {"at", "commitment", "kind"}
     index = found[-1]["leaf_index"]
     [audited] = httpx.get(f"{platform.admin}/v1/log/entries",
-                          params={"start": index, "end": index}).json()["entries"]
+                          params={"start": index, "end": index},
+                          headers=admin_headers(platform.admin)).json()["entries"]
     assert audited["leaf_input"] == found[-1]["leaf_input"]
     verify_commitment(parse_entry(data), audited["body"], audited["salt"], "commitment")
     body = audited["body"]
